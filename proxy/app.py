@@ -1,0 +1,164 @@
+"""Wiring: the Starlette app, its lifespan, the ASGI guard middleware and the one error handler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import routes
+from .cache import CacheBackend, SingleFlight, open_backend
+from .errors import HeadersTooLarge, Overloaded, ProxyError
+from .metrics import Metrics
+from .services import Runtime, Services, load_runtime
+from .settings import Settings
+from .upstream import Upstream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("guardproxy")
+
+
+def error_response(exc: ProxyError, request_id: str | None = None) -> Response:
+    headers = exc.headers()
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(
+        orjson.dumps(exc.body()), status_code=exc.status_code, media_type="application/json", headers=headers
+    )
+
+
+async def _handle_proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return error_response(exc)
+
+
+async def _handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = ProxyError(str(exc.detail) if exc.detail else "Not found.", code="not_found")
+    error.status_code, error.type = exc.status_code, "invalid_request_error"
+    return error_response(error)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(ProxyError("guardproxy hit an internal error; the request was not completed."))
+
+
+class GuardMiddleware:
+    """Request ids, header-size limit and load shedding, before any routing or body reading."""
+
+    def __init__(self, app: ASGIApp, *, max_in_flight: int, max_header_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.max_header_bytes = max_header_bytes
+        self.metrics = metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        rid = request_id.encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+            await error_response(HeadersTooLarge("The request headers are too large."))(
+                scope, receive, send_with_id
+            )
+            return
+        if self.in_flight >= self.max_in_flight and scope["path"].startswith("/v1/"):
+            exc = Overloaded("guardproxy is at its concurrency limit; retry shortly.", retry_after=1)
+            await error_response(exc)(scope, receive, send_with_id)
+            return
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+    return uuid.uuid4().hex
+
+
+def create_app(
+    config: Path | Settings | Runtime,
+    *,
+    upstream: Upstream | None = None,
+    cache: CacheBackend | None = None,
+    metrics: Metrics | None = None,
+) -> Starlette:
+    """Build the guardproxy app; collaborators may be injected (tests pass real alternatives)."""
+    runtime = config if isinstance(config, Runtime) else load_runtime(config)
+    metrics = metrics or Metrics()
+    settings = runtime.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        up = upstream or Upstream()
+        up.warm([d for alias in settings.models.values() for d in alias.deployments])
+        backend = cache or open_backend(
+            settings.cache.backend,
+            path=settings.cache.path,
+            url=settings.cache.url,
+            size_limit_mb=settings.cache.size_limit_mb,
+        )
+        services = Services(
+            runtime=runtime, upstream=up, cache=backend, flights=SingleFlight(backend), metrics=metrics
+        )
+        app.state.services = services
+        if not settings.auth.keys:
+            log.warning("no auth.keys configured: every caller may use every model (local development only)")
+        try:
+            yield
+        finally:
+            await up.close()
+            await backend.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", routes.embeddings, methods=["POST"]),
+            Route("/v1/models", routes.list_models, methods=["GET"]),
+            Route("/health", routes.health, methods=["GET"]),
+            Route("/metrics", routes.metrics, methods=["GET"]),
+        ],
+        exception_handlers={
+            ProxyError: _handle_proxy_error,
+            HTTPException: _handle_http,
+            Exception: _handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        GuardMiddleware,
+        max_in_flight=settings.server.max_in_flight,
+        max_header_bytes=settings.server.max_header_bytes,
+        metrics=metrics,
+    )
+    return app

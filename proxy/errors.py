@@ -1,0 +1,217 @@
+"""The one exception tree of guardproxy; each class is a row of the contract's error table.
+
+    ProxyError                       500 server_error
+    ├── InvalidRequest               400 invalid_request_error
+    │   ├── InvalidJSON              400 invalid_request_error / invalid_json
+    │   ├── RequestTooLarge          413 invalid_request_error / request_too_large
+    │   ├── HeadersTooLarge          431 invalid_request_error / headers_too_large
+    │   └── ModelNotFound            404 invalid_request_error / model_not_found
+    ├── AuthenticationFailed         401 authentication_error / invalid_api_key
+    ├── PermissionDenied             403 permission_error
+    ├── OutputValidationFailed       422 guardrail_violation / output_validation_failed
+    ├── RateLimited                  429 rate_limit_error            (retry-after)
+    ├── Overloaded                   503 overloaded                  (retry-after)
+    ├── DeadlineExceeded             504 timeout_error
+    └── UpstreamFailure              502 upstream_error    raised by the transports, one attempt each
+        ├── UpstreamRejected         400/404/422 invalid_request_error (the provider refused the request)
+        ├── UpstreamAuthFailed       502 upstream_error    (the provider refused our credentials)
+        ├── UpstreamRateLimited      429 rate_limit_error  (transient)
+        ├── UpstreamTimeout          504 timeout_error     (transient)
+        └── UpstreamTransient        502 upstream_error    (5xx, reset, malformed body, cut stream)
+
+One handler in `proxy.app` turns any of them into the OpenAI error body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "AuthenticationFailed",
+    "DeadlineExceeded",
+    "HeadersTooLarge",
+    "InvalidJSON",
+    "InvalidRequest",
+    "ModelNotFound",
+    "OutputValidationFailed",
+    "Overloaded",
+    "PermissionDenied",
+    "ProxyError",
+    "RateLimited",
+    "RequestTooLarge",
+    "UpstreamAuthFailed",
+    "UpstreamFailure",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamTransient",
+]
+
+
+class ProxyError(Exception):
+    """Base of every error guardproxy answers with."""
+
+    status_code = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers for this error."""
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error body."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(ProxyError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class InvalidJSON(InvalidRequest):
+    code = "invalid_json"
+
+
+class RequestTooLarge(InvalidRequest):
+    status_code = 413
+    code = "request_too_large"
+
+
+class HeadersTooLarge(InvalidRequest):
+    status_code = 431
+    code = "headers_too_large"
+
+
+class ModelNotFound(InvalidRequest):
+    status_code = 404
+    code = "model_not_found"
+
+
+class AuthenticationFailed(ProxyError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def __init__(self) -> None:
+        super().__init__("Invalid API key provided.")
+
+
+class PermissionDenied(ProxyError):
+    status_code = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class _RetryAfter(ProxyError):
+    """An error that tells the client when to come back."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        seconds = max(0.0, self.retry_after)
+        return {"retry-after": str(max(1, round(seconds))), "retry-after-ms": str(int(seconds * 1000))}
+
+
+class RateLimited(_RetryAfter):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class Overloaded(_RetryAfter):
+    status_code = 503
+    type = "overloaded"
+    code = "overloaded"
+
+
+class DeadlineExceeded(ProxyError):
+    status_code = 504
+    type = "timeout_error"
+    code = "deadline_exceeded"
+
+
+class OutputValidationFailed(ProxyError):
+    status_code = 422
+    type = "guardrail_violation"
+    code = "output_validation_failed"
+
+    def __init__(self, message: str, violations: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(message)
+        self.violations = [dict(v) for v in violations]
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["violations"] = self.violations
+        return body
+
+
+class UpstreamFailure(ProxyError):
+    """One failed upstream attempt; `transient` ones are retried on the same deployment."""
+
+    status_code = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    transient = False
+    fallback = True
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.upstream_status = status
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(UpstreamFailure):
+    """The provider refused the request itself: same status to the client, no retry."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int = 400, context_window: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.status_code = status if status in (400, 404, 413, 422) else 400
+        self.context_window = context_window
+        # a larger-context model further down the chain may take it; any other refusal would repeat
+        self.fallback = context_window
+
+
+class UpstreamAuthFailed(UpstreamFailure):
+    code = "upstream_auth_failed"
+
+
+class UpstreamRateLimited(UpstreamFailure):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    transient = True
+
+    def headers(self) -> dict[str, str]:
+        return RateLimited(
+            "", retry_after=self.retry_after if self.retry_after is not None else 1.0
+        ).headers()
+
+
+class UpstreamTimeout(UpstreamFailure):
+    status_code = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+    transient = True
+
+
+class UpstreamTransient(UpstreamFailure):
+    transient = True

@@ -1,0 +1,82 @@
+"""Prometheus metrics, one registry per app (no process-global collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .errors import UpstreamFailure
+from .judge import Judgement
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Every series of the contract's section 8, plus retries, fallbacks, cooldowns, tokens and cost."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "guardproxy_requests", "Requests answered.", ["alias", "outcome", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "guardproxy_request_seconds",
+            "Request latency.",
+            ["alias"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.upstream = Counter(
+            "guardproxy_upstream_calls", "Upstream calls.", ["deployment", "result"], registry=r
+        )
+        self.cache = Counter("guardproxy_cache", "Cache lookups and stores.", ["result"], registry=r)
+        self.repairs = Counter("guardproxy_repairs", "Deterministic repairs applied.", ["kind"], registry=r)
+        self.violations = Counter(
+            "guardproxy_violations", "Policy violations found.", ["policy", "validator"], registry=r
+        )
+        self.in_flight = Gauge("guardproxy_in_flight", "Requests being served.", registry=r)
+        self.retries = Counter(
+            "guardproxy_retries", "Upstream retries.", ["deployment", "reason"], registry=r
+        )
+        self.steps = Counter("guardproxy_ladder_steps", "Ladder steps taken.", ["policy", "step"], registry=r)
+        self.cooldown = Gauge(
+            "guardproxy_deployment_cooldown",
+            "1 while a deployment is cooling down.",
+            ["deployment"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "guardproxy_tokens", "Tokens spent upstream, all attempts.", ["alias", "key"], registry=r
+        )
+        self.cost = Counter(
+            "guardproxy_cost_usd", "US dollars spent upstream, all attempts.", ["alias", "key"], registry=r
+        )
+        self.tokens_saved = Counter(
+            "guardproxy_cache_tokens_saved", "Tokens not spent thanks to cache hits.", ["alias"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def events(self, policy: str) -> _LadderMetrics:
+        return _LadderMetrics(self, policy)
+
+
+class _LadderMetrics:
+    """The ladder's event sink feeding the metrics."""
+
+    def __init__(self, metrics: Metrics, policy: str) -> None:
+        self._m = metrics
+        self._policy = policy
+
+    def upstream_call(self, deployment: str, result: str) -> None:
+        self._m.upstream.labels(deployment, result).inc()
+
+    def retry(self, deployment: str, error: UpstreamFailure) -> None:
+        self._m.retries.labels(deployment, error.code or "error").inc()
+
+    def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None:
+        self._m.steps.labels(self._policy, kind).inc()
+        if kind == "violation" and judgement is not None:
+            for v in judgement.violations + judgement.rejected:
+                self._m.violations.labels(self._policy, v.validator).inc()

@@ -1,0 +1,246 @@
+"""What a mock deployment answers to one call: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from proxy.mock import schema_gen
+from proxy.mock._formats import WORDS
+from proxy.mock.defects import DEFAULT_SCHEMA, break_json
+from proxy.mock.options import BEHAVIOURS, COMMON, MockConfigError, validate_options
+
+__all__ = ["MockConfigError", "MockReply", "embed", "plan_reply", "usage_for", "validate_options"]
+
+Kind = Literal["content", "error", "timeout", "malformed", "stall", "stream_error"]
+Generate = Callable[[Any, int], Any]
+
+_ERROR_MESSAGES = {
+    400: "mock: the request was rejected",
+    401: "mock: invalid API key",
+    403: "mock: this key may not use this model",
+    404: "mock: the model does not exist",
+    429: "mock: rate limit exceeded, retry later",
+    500: "mock: the server had an error while processing the request",
+    502: "mock: bad gateway",
+    503: "mock: the server is overloaded",
+}
+
+
+@dataclass(frozen=True)
+class MockReply:
+    """One planned answer; the provider and the HTTP server turn it into litellm objects or bytes."""
+
+    kind: Kind
+    content: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    status: int = 200
+    retry_after: float | None = None
+    latency_ms: float = 0.0
+    stream_chunk_chars: int = 16
+    stream_cut: bool = False
+    finish_reason: str = "stop"
+    usage: Mapping[str, int] = field(default_factory=dict)
+    body: str | None = None  # malformed: which body (`html` | `truncated` | `wrong_content_type`)
+    message: str = ""  # error / stream_error: the error's text
+
+
+def plan_reply(
+    behaviour: str,
+    options: Mapping[str, Any],
+    request: Mapping[str, Any],
+    call_index: int,
+    *,
+    generate: Generate = schema_gen.generate,
+) -> MockReply:
+    """The answer `mock/<behaviour>` gives to `request` on its `call_index`-th call (0-based)."""
+    if behaviour not in BEHAVIOURS:
+        validate_options(behaviour, {})  # raises with a did-you-mean
+    if behaviour == "script":
+        steps = options["script"]
+        step = dict(steps[min(call_index, len(steps) - 1)])
+        inherited = {k: v for k, v in options.items() if k in COMMON}
+        return plan_reply(step.pop("behaviour"), {**inherited, **step}, request, call_index, generate=generate)
+    seed = int(options.get("seed", 0))
+    reply = _plan(behaviour, options, request, call_index, seed, generate)
+    common = {
+        "latency_ms": float(options.get("latency_ms", 0.0)),
+        "stream_chunk_chars": int(options.get("stream_chunk_chars", 16)),
+        "stream_cut": bool(options.get("stream_cut", reply.stream_cut)),
+    }
+    if reply.kind == "content":
+        reply = _limit(replace(reply, finish_reason=options.get("finish_reason", reply.finish_reason)), request)
+    return replace(reply, **common, usage=usage_for(request, reply.content, reply.tool_calls))
+
+
+def _plan(
+    behaviour: str,
+    options: Mapping[str, Any],
+    request: Mapping[str, Any],
+    call_index: int,
+    seed: int,
+    generate: Generate,
+) -> MockReply:
+    if behaviour == "echo":
+        return MockReply("content", content=last_user_text(request))
+    if behaviour == "static":
+        calls = tuple(_tool_call(c, i) for i, c in enumerate(options.get("tool_calls") or ()))
+        content = options.get("content", None if calls else "")
+        return MockReply("content", content=content, tool_calls=calls, finish_reason="tool_calls" if calls else "stop")
+    if behaviour == "error":
+        return _error(int(options.get("status", 500)), options.get("retry_after"), options.get("message"))
+    if behaviour == "timeout":
+        return MockReply("timeout")
+    if behaviour == "flaky":
+        return _flaky(options, request, call_index, seed, generate)
+    try:
+        if behaviour == "broken-json":
+            return _broken(options.get("defect", "fence"), request, seed, generate)
+        answer = _answer(options, request, seed, generate)
+    except schema_gen.SchemaGenError as exc:
+        return _error(400, None, f"mock/{behaviour} cannot answer this response_format / tool schema: {exc}")
+    if behaviour == "malformed":
+        return replace(answer, kind="malformed", body=options.get("body", "html"))
+    if behaviour in ("stall", "stream_error"):
+        return replace(answer, kind=behaviour, message=options.get("message", "mock: the stream failed mid-way"))
+    return answer  # schema
+
+
+def _answer(options: Mapping[str, Any], request: Mapping[str, Any], seed: int, generate: Generate) -> MockReply:
+    """The `schema` answer (or `options.content` when given): JSON, a tool call, or plain text."""
+    if isinstance(options.get("content"), str):
+        return MockReply("content", content=options["content"])
+    tool = forced_tool(request)
+    if tool is not None:
+        arguments = orjson.dumps(generate(tool.get("parameters") or {"type": "object"}, seed)).decode()
+        call = _tool_call({"function": {"name": tool.get("name", "tool"), "arguments": arguments}}, 0)
+        return MockReply("content", tool_calls=(call,), finish_reason="tool_calls")
+    schema = response_schema(request)
+    if schema is None:
+        rng = random.Random(seed)
+        return MockReply("content", content="Mock answer: " + " ".join(rng.choice(WORDS) for _ in range(8)) + ".")
+    return MockReply("content", content=orjson.dumps(generate(schema, seed)).decode())
+
+
+def _broken(defect: str, request: Mapping[str, Any], seed: int, generate: Generate) -> MockReply:
+    tool = forced_tool(request)
+    schema = (tool.get("parameters") if tool else None) or response_schema(request) or DEFAULT_SCHEMA
+    text, finish = break_json(generate(schema, seed), defect, schema)
+    if tool is None:
+        return MockReply("content", content=text, finish_reason=finish)
+    call = _tool_call({"function": {"name": tool.get("name", "tool"), "arguments": text}}, 0)
+    return MockReply("content", tool_calls=(call,), finish_reason="length" if finish == "length" else "tool_calls")
+
+
+def _flaky(
+    options: Mapping[str, Any], request: Mapping[str, Any], call_index: int, seed: int, generate: Generate
+) -> MockReply:
+    rng = random.Random(f"flaky:{seed}:{call_index}")
+    if rng.random() >= float(options.get("fault_rate", 0.2)):
+        return _answer(options, request, seed, generate)
+    fault = rng.choice(list(options.get("faults") or [500]))
+    if isinstance(fault, int):
+        return _error(fault, options.get("retry_after"), None)
+    if fault == "timeout":
+        return MockReply("timeout")
+    answer = _answer(options, request, seed, generate)
+    if fault == "cut":
+        return replace(answer, stream_cut=True)
+    if fault == "malformed":
+        return replace(answer, kind="malformed", body="html")
+    return replace(answer, kind=fault, message="mock: the stream failed mid-way")
+
+
+def _error(status: int, retry_after: Any, message: Any) -> MockReply:
+    text = message or _ERROR_MESSAGES.get(status, f"mock: upstream error {status}")
+    return MockReply("error", status=status, retry_after=None if retry_after is None else float(retry_after), message=text)
+
+
+def _tool_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
+    function = call.get("function") or {}
+    arguments = function.get("arguments", "{}")
+    if not isinstance(arguments, str):
+        arguments = orjson.dumps(arguments).decode()
+    name = str(function.get("name", "tool"))
+    digest = hashlib.blake2b(f"{index}:{name}:{arguments}".encode(), digest_size=8).hexdigest()
+    return {"id": call.get("id") or f"call_{digest}", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _limit(reply: MockReply, request: Mapping[str, Any]) -> MockReply:
+    """Honour `stop` sequences and `max_tokens` / `max_completion_tokens` (4 characters per token)."""
+    content = reply.content
+    if not content:
+        return reply
+    stops = request.get("stop")
+    for stop in [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []:
+        if isinstance(stop, str) and stop and stop in content:
+            content = content[: content.index(stop)]
+    limit = request.get("max_completion_tokens") or request.get("max_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and len(content) > limit * 4:
+        return replace(reply, content=content[: limit * 4], finish_reason="length")
+    return replace(reply, content=content)
+
+
+def last_user_text(request: Mapping[str, Any]) -> str:
+    """The text of the last user message (text parts joined), or ''."""
+    for message in reversed(request.get("messages") or ()):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    return ""
+
+
+def response_schema(request: Mapping[str, Any]) -> Any:
+    """The request's response_format JSON Schema; DEFAULT_SCHEMA for json_object; None for text."""
+    fmt = request.get("response_format")
+    if not isinstance(fmt, Mapping):
+        return None
+    if fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        return spec.get("schema", True) if isinstance(spec, Mapping) else True
+    return DEFAULT_SCHEMA if fmt.get("type") == "json_object" else None
+
+
+def forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The tool `tool_choice` forces (`required` means the first tool), as its `function` mapping."""
+    tools = [t.get("function") or {} for t in request.get("tools") or () if isinstance(t, Mapping)]
+    choice = request.get("tool_choice")
+    if not tools or choice in (None, "auto", "none"):
+        return None
+    if isinstance(choice, Mapping):
+        name = (choice.get("function") or {}).get("name")
+        return next((t for t in tools if t.get("name") == name), tools[0])
+    return tools[0]
+
+
+def usage_for(request: Mapping[str, Any], content: str | None, tool_calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Deterministic token counts: one token per 4 characters, at least 1 prompt token."""
+    prompt_chars = sum(len(_text_of(m.get("content"))) for m in request.get("messages") or () if isinstance(m, Mapping))
+    completion_chars = len(content or "") + sum(len(c["function"]["arguments"]) for c in tool_calls)
+    prompt, completion = max(1, math.ceil(prompt_chars / 4)), math.ceil(completion_chars / 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def embed(texts: Sequence[str], dimensions: int = 8, seed: int = 0) -> list[list[float]]:
+    """Deterministic unit vectors: the same text, dimensions and seed always give the same vector."""
+    vectors = []
+    for text in texts:
+        digest = hashlib.blake2b(f"{seed}:{dimensions}:{text}".encode(), digest_size=16).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+        norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+        vectors.append([x / norm for x in raw])
+    return vectors

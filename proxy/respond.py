@@ -1,0 +1,120 @@
+"""Turning a verdict (or a cached answer) into the HTTP answer: body, SSE chunks and our headers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from .errors import ProxyError
+from .wire import SSE_DONE, completion_to_chunks, sse
+
+__all__ = ["AnswerMeta", "json_response", "stream_response", "waiting_stream"]
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@dataclass
+class AnswerMeta:
+    """The guardproxy headers of one answer."""
+
+    policy: str
+    cache: str
+    cache_key: str
+    outcome: str = "pass"
+    attempts: int = 0
+    deployment: str = ""
+    repairs: tuple[str, ...] = ()
+    tokens: int = 0
+    cost: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        out = {
+            "x-guardproxy-outcome": self.outcome,
+            "x-guardproxy-attempts": str(self.attempts),
+            "x-guardproxy-deployment": self.deployment,
+            "x-guardproxy-policy": self.policy,
+            "x-guardproxy-cache": self.cache,
+            "x-guardproxy-cache-key": self.cache_key,
+            "x-guardproxy-total-tokens": str(self.tokens),
+        }
+        if self.repairs:
+            out["x-guardproxy-repairs"] = ",".join(self.repairs)
+        if self.cost is not None:
+            out["x-guardproxy-cost"] = f"{self.cost:.8f}"
+        out.update(self.extra)
+        return out
+
+
+def json_response(completion: Mapping[str, Any], meta: AnswerMeta) -> Response:
+    return Response(orjson.dumps(completion), media_type="application/json", headers=meta.headers())
+
+
+def _events(
+    completion: Mapping[str, Any], include_usage: bool, verdict: Mapping[str, Any] | None = None
+) -> list[bytes]:
+    extra = {"guardproxy": verdict} if verdict is not None else None
+    events = [
+        sse(chunk)
+        for chunk in completion_to_chunks(completion, include_usage=include_usage, extra_last=extra)
+    ]
+    events.append(SSE_DONE)
+    return events
+
+
+def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_usage: bool) -> Response:
+    """A complete answer replayed as OpenAI chunks."""
+    events = _events(completion, include_usage)
+
+    async def body() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream", headers={**_SSE_HEADERS, **meta.headers()}
+    )
+
+
+async def waiting_stream(
+    work: Awaitable[tuple[Mapping[str, Any], AnswerMeta]],
+    *,
+    include_usage: bool,
+    keepalive: float,
+    error_response: Any,
+) -> Response:
+    """Wait for a buffered answer; if it takes longer than `keepalive`, commit to a 200 stream, send SSE
+    comments while waiting and report the verdict in the last chunk (outcome `streaming`)."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=keepalive)
+    if done:
+        completion, meta = task.result()  # errors propagate to the app's handler with their status
+        return stream_response(completion, meta, include_usage=include_usage)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while not task.done():
+                finished, _ = await asyncio.wait({task}, timeout=keepalive)
+                if not finished:
+                    yield b": keep-alive\n\n"
+            try:
+                completion, meta = task.result()
+            except ProxyError as exc:
+                yield sse(exc.body())
+                return
+            except Exception:
+                yield sse(error_response)
+                return
+            verdict = {"outcome": meta.outcome, "violations": [], "attempts": meta.attempts}
+            for event in _events(completion, include_usage, verdict):
+                yield event
+        finally:
+            if not task.done():
+                task.cancel()
+
+    headers = {**_SSE_HEADERS, "x-guardproxy-outcome": "streaming"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

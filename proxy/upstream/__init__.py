@@ -1,0 +1,128 @@
+"""The upstream seam: one call of one deployment, through the direct or the litellm transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UpstreamTimeout
+from ..settings import Deployment
+from .assemble import ChunkAssembler
+from .direct import DEFAULT_BASES, DirectTransport
+from .litellm_transport import LitellmTransport
+from .pricing import Prices, load_price_map
+
+__all__ = ["ChunkAssembler", "Upstream", "UpstreamResult", "uses_direct"]
+
+
+def uses_direct(dep: Deployment) -> bool:
+    """Whether `dep` goes out through the direct aiohttp path."""
+    if dep.transport != "auto":
+        return dep.transport == "direct"
+    if dep.provider == "mock":
+        return False
+    return dep.provider in DEFAULT_BASES and bool(dep.api_base or DEFAULT_BASES[dep.provider])
+
+
+@dataclass(frozen=True)
+class UpstreamResult:
+    """One successful upstream answer."""
+
+    completion: dict[str, Any]
+    tokens: int
+    cost: float | None
+
+
+class Upstream:
+    """Owns both transports, the per-deployment call counters and the price map."""
+
+    def __init__(
+        self,
+        *,
+        direct: DirectTransport | None = None,
+        litellm: LitellmTransport | None = None,
+        prices: Prices | None = None,
+    ) -> None:
+        self.direct = direct or DirectTransport()
+        self.litellm = litellm or LitellmTransport()
+        self._prices = prices
+        self._calls: dict[str, int] = {}
+
+    @property
+    def prices(self) -> Prices:
+        if self._prices is None:
+            self._prices = Prices(load_price_map())
+        return self._prices
+
+    def warm(self, deployments: list[Deployment]) -> None:
+        """Import litellm at start-up when some deployment needs it (not on the first request)."""
+        if any(not uses_direct(d) for d in deployments):
+            self.litellm.litellm()
+
+    def _next_index(self, key: str) -> int:
+        n = self._calls.get(key, 0)
+        self._calls[key] = n + 1
+        return n
+
+    def result(self, dep: Deployment, completion: dict[str, Any]) -> UpstreamResult:
+        usage = completion.get("usage") if isinstance(completion.get("usage"), Mapping) else None
+        tokens = int(usage.get("total_tokens") or 0) if usage else 0
+        return UpstreamResult(completion, tokens, self.prices.cost(dep, usage))
+
+    async def complete(
+        self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
+    ) -> UpstreamResult:
+        """One non-streamed attempt, bounded by `timeout` seconds."""
+        index = self._next_index(key)
+        try:
+            async with asyncio.timeout(timeout):
+                if uses_direct(dep):
+                    completion = await self.direct.complete(dep, body)
+                else:
+                    completion = await self.litellm.complete(dep, body, index)
+        except TimeoutError:
+            raise UpstreamTimeout("The provider did not answer in time.") from None
+        return self.result(dep, completion)
+
+    async def stream(
+        self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One streamed attempt; `timeout` bounds the wait for each chunk."""
+        index = self._next_index(key)
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        source = self.direct.stream(dep, body) if uses_direct(dep) else self.litellm.stream(dep, body, index)
+        iterator = source.__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        "The provider stopped sending in the middle of the answer."
+                    ) from None
+                yield chunk
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]
+
+    async def embed(
+        self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
+    ) -> UpstreamResult:
+        index = self._next_index(key)
+        try:
+            async with asyncio.timeout(timeout):
+                if uses_direct(dep):
+                    data = await self.direct.embed(dep, body)
+                else:
+                    data = await self.litellm.embed(dep, body, index)
+        except TimeoutError:
+            raise UpstreamTimeout("The provider did not answer in time.") from None
+        return self.result(dep, data)
+
+    async def close(self) -> None:
+        await self.direct.close()
+        await self.litellm.close()

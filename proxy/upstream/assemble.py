@@ -1,0 +1,92 @@
+"""Assembling OpenAI stream chunks into one chat.completion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ChunkAssembler"]
+
+
+class ChunkAssembler:
+    """Accumulates chunks (content, refusal, tool-call deltas per index) into a completion dict."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {}
+        self.usage: dict[str, Any] | None = None
+        self._choices: dict[int, dict[str, Any]] = {}
+
+    def add(self, chunk: Mapping[str, Any]) -> None:
+        if not self.meta:
+            self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+        if chunk.get("usage"):
+            self.usage = dict(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            state = self._choices.setdefault(
+                choice.get("index", 0),
+                {"content": [], "refusal": [], "tools": {}, "finish_reason": None, "role": "assistant"},
+            )
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                state["content"].append(delta["content"])
+            if delta.get("refusal"):
+                state["refusal"].append(delta["refusal"])
+            for call in delta.get("tool_calls") or ():
+                slot = state["tools"].setdefault(
+                    call.get("index", 0), {"id": None, "name": [], "arguments": []}
+                )
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                fn = call.get("function") or {}
+                if fn.get("name"):
+                    slot["name"].append(fn["name"])
+                if fn.get("arguments"):
+                    slot["arguments"].append(fn["arguments"])
+            if choice.get("finish_reason"):
+                state["finish_reason"] = choice["finish_reason"]
+
+    @property
+    def finished(self) -> bool:
+        """Whether every choice seen has a finish_reason."""
+        return bool(self._choices) and all(c["finish_reason"] for c in self._choices.values())
+
+    def text(self, index: int = 0) -> str:
+        state = self._choices.get(index)
+        return "".join(state["content"]) if state else ""
+
+    def completion(self) -> dict[str, Any]:
+        choices = []
+        for index in sorted(self._choices):
+            state = self._choices[index]
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(state["content"]) or None}
+            if state["refusal"]:
+                message["refusal"] = "".join(state["refusal"])
+            if state["tools"]:
+                message["tool_calls"] = [
+                    {
+                        "id": slot["id"],
+                        "type": "function",
+                        "function": {"name": "".join(slot["name"]), "arguments": "".join(slot["arguments"])},
+                    }
+                    for _, slot in sorted(state["tools"].items())
+                ]
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": state["finish_reason"] or "stop",
+                }
+            )
+        out: dict[str, Any] = {
+            "id": self.meta.get("id") or "",
+            "object": "chat.completion",
+            "created": self.meta.get("created") or 0,
+            "model": self.meta.get("model") or "",
+            "choices": choices,
+        }
+        if self.meta.get("system_fingerprint"):
+            out["system_fingerprint"] = self.meta["system_fingerprint"]
+        if self.usage is not None:
+            out["usage"] = self.usage
+        return out

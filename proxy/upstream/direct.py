@@ -1,0 +1,200 @@
+"""The direct transport: OpenAI-wire providers over one pooled aiohttp session, parsed with orjson."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..errors import (
+    UpstreamAuthFailed,
+    UpstreamFailure,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTransient,
+)
+from ..redaction import scrub
+from ..settings import Deployment
+
+__all__ = ["DEFAULT_BASES", "DirectTransport", "failure_for_status", "retry_after_from"]
+
+# Providers that speak the OpenAI wire format, with their public base URL where one is fixed.
+DEFAULT_BASES: Mapping[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "xai": "https://api.x.ai/v1",
+    "hosted_vllm": None,
+    "lm_studio": None,
+    "openai_like": None,
+    "custom_openai": None,
+}
+_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds only; dates are ignored)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None
+
+
+def failure_for_status(status: int, message: str, headers: Mapping[str, str]) -> UpstreamFailure:
+    """Map an upstream HTTP status to our error tree."""
+    if status == 429:
+        return UpstreamRateLimited(
+            f"The provider rate limited the request: {message}",
+            status=429,
+            retry_after=retry_after_from(headers),
+        )
+    if status in (400, 404, 413, 422):
+        context = any(m in message.lower() for m in _CONTEXT_MARKERS)
+        return UpstreamRejected(
+            f"The provider rejected the request: {message}", status=status, context_window=context
+        )
+    if status in (401, 403):
+        return UpstreamAuthFailed(
+            "The provider refused guardproxy's credentials for this deployment.", status=status
+        )
+    return UpstreamTransient(
+        f"The provider answered HTTP {status}: {message}",
+        status=status,
+        retry_after=retry_after_from(headers),
+    )
+
+
+class DirectTransport:
+    """POSTs the cleaned request to `{api_base}/chat/completions` without litellm."""
+
+    def __init__(self, *, limit: int = 512) -> None:
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @staticmethod
+    def base_url(dep: Deployment) -> str:
+        base = dep.api_base or DEFAULT_BASES.get(dep.provider)
+        if not base:
+            raise UpstreamAuthFailed("The deployment has no api_base for the direct transport.")
+        return base.rstrip("/")
+
+    def _request(
+        self, dep: Deployment, path: str, body: Mapping[str, Any]
+    ) -> tuple[str, bytes, dict[str, str]]:
+        payload = {**dep.params, **body, "model": dep.wire_model}
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if dep.api_key:
+            headers["authorization"] = f"Bearer {dep.api_key}"
+        return self.base_url(dep) + path, orjson.dumps(payload), headers
+
+    async def complete(self, dep: Deployment, body: Mapping[str, Any]) -> dict[str, Any]:
+        url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": False})
+        raw = await self._post(dep, url, data, headers)
+        return _completion(raw, dep)
+
+    async def embed(self, dep: Deployment, body: Mapping[str, Any]) -> dict[str, Any]:
+        url, data, headers = self._request(dep, "/embeddings", body)
+        raw = await self._post(dep, url, data, headers)
+        parsed = _json(raw, dep)
+        if not isinstance(parsed.get("data"), list):
+            raise UpstreamTransient("The provider answered an embeddings request with no `data`.")
+        return parsed
+
+    async def _post(self, dep: Deployment, url: str, data: bytes, headers: dict[str, str]) -> bytes:
+        try:
+            async with self._client().post(url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
+                return raw
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamTransient(f"Connection to the provider failed: {type(exc).__name__}") from None
+
+    async def stream(self, dep: Deployment, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": True})
+        headers["accept"] = "text/event-stream"
+        try:
+            async with self._client().post(url, data=data, headers=headers) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
+                if "text/event-stream" not in resp.headers.get("content-type", ""):
+                    raise UpstreamTransient("The provider answered a stream request without an event stream.")
+                done = False
+                finished = False
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    chunk = _json(payload, dep)
+                    if "error" in chunk:
+                        raise UpstreamTransient(
+                            "The provider sent an error event mid-stream: " + _error_message(payload, dep)
+                        )
+                    if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
+                        finished = True
+                    yield chunk
+                if not done and not finished:
+                    raise UpstreamTransient("The provider's stream ended before the answer was complete.")
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamTransient(f"The provider's stream broke: {type(exc).__name__}") from None
+        except TimeoutError:
+            raise UpstreamTimeout("The provider did not answer in time.") from None
+
+
+def _json(raw: bytes, dep: Deployment) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamTransient("The provider answered with a body that is not JSON.") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamTransient("The provider answered with JSON that is not an object.")
+    return parsed
+
+
+def _completion(raw: bytes, dep: Deployment) -> dict[str, Any]:
+    parsed = _json(raw, dep)
+    choices = parsed.get("choices")
+    if "error" in parsed or not isinstance(choices, list) or not choices:
+        raise UpstreamTransient("The provider answered 200 without a valid completion.")
+    return parsed
+
+
+def _error_message(raw: bytes, dep: Deployment) -> str:
+    try:
+        parsed = orjson.loads(raw)
+        err = parsed.get("error") if isinstance(parsed, dict) else None
+        message = err.get("message") if isinstance(err, dict) else (err if isinstance(err, str) else None)
+    except orjson.JSONDecodeError:
+        message = None
+    text = str(message) if message else raw[:200].decode("utf-8", "replace")
+    return scrub(text[:500], [dep.api_key or ""])

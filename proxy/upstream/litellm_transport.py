@@ -1,0 +1,213 @@
+"""The litellm transport; the only place guardproxy imports litellm, and only when a deployment needs it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from ..errors import (
+    UpstreamAuthFailed,
+    UpstreamFailure,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamTransient,
+)
+from ..redaction import scrub
+from ..settings import Deployment
+from .direct import retry_after_from
+
+__all__ = ["EXCEPTION_MAP", "LitellmTransport", "map_litellm_exception"]
+
+# litellm exception class name -> our failure class; looked up along the exception's MRO.
+EXCEPTION_MAP: Mapping[str, type[UpstreamFailure]] = {
+    "ContextWindowExceededError": UpstreamRejected,
+    "BadRequestError": UpstreamRejected,
+    "InvalidRequestError": UpstreamRejected,
+    "UnsupportedParamsError": UpstreamRejected,
+    "ContentPolicyViolationError": UpstreamRejected,
+    "NotFoundError": UpstreamRejected,
+    "UnprocessableEntityError": UpstreamRejected,
+    "AuthenticationError": UpstreamAuthFailed,
+    "PermissionDeniedError": UpstreamAuthFailed,
+    "RateLimitError": UpstreamRateLimited,
+    "Timeout": UpstreamTimeout,
+    "APITimeoutError": UpstreamTimeout,
+    "APIConnectionError": UpstreamTransient,
+    "InternalServerError": UpstreamTransient,
+    "ServiceUnavailableError": UpstreamTransient,
+    "BadGatewayError": UpstreamTransient,
+    "APIResponseValidationError": UpstreamTransient,
+    "APIStatusError": UpstreamTransient,
+    "APIError": UpstreamTransient,
+    "OpenAIError": UpstreamTransient,
+    # raised by litellm's own proxy/guardrail layers, which guardproxy does not use
+    "BudgetExceededError": UpstreamTransient,
+    "GuardrailRaisedException": UpstreamTransient,
+    "BlockedPiiEntityError": UpstreamTransient,
+    "ModelNotMappedError": UpstreamRejected,
+    "ModifyResponseException": UpstreamTransient,
+    "SensitiveDataRouteException": UpstreamRejected,
+}
+# Fields litellm would read as its own settings rather than forward; never passed to it.
+_NOT_FOR_LITELLM = frozenset({"metadata", "stream", "stream_options", "model", "store"})
+
+
+def map_litellm_exception(exc: BaseException, dep: Deployment) -> UpstreamFailure:
+    """Translate a litellm exception into our error tree (the boundary; nothing else sees litellm's)."""
+    target: type[UpstreamFailure] = UpstreamTransient
+    for cls in type(exc).__mro__:
+        if cls.__name__ in EXCEPTION_MAP:
+            target = EXCEPTION_MAP[cls.__name__]
+            break
+    status = getattr(exc, "status_code", None)
+    message = scrub(str(getattr(exc, "message", None) or exc)[:500], [dep.api_key or ""])
+    message = message.replace("litellm.", "")
+    if target is UpstreamRejected:
+        context = type(exc).__name__ == "ContextWindowExceededError"
+        code = status if isinstance(status, int) and status in (400, 404, 413, 422) else 400
+        return UpstreamRejected(
+            f"The provider rejected the request: {message}", status=code, context_window=context
+        )
+    if target is UpstreamRateLimited:
+        return UpstreamRateLimited(
+            f"The provider rate limited the request: {message}",
+            status=429,
+            retry_after=retry_after_from(_headers(exc)),
+        )
+    if target is UpstreamAuthFailed:
+        return UpstreamAuthFailed(
+            "The provider refused guardproxy's credentials for this deployment.",
+            status=status if isinstance(status, int) else None,
+        )
+    if target is UpstreamTimeout:
+        return UpstreamTimeout("The provider did not answer in time.")
+    return UpstreamTransient(
+        f"The provider call failed: {message}",
+        status=status if isinstance(status, int) else None,
+        retry_after=retry_after_from(_headers(exc)),
+    )
+
+
+def _headers(exc: BaseException) -> Mapping[str, str]:
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    try:
+        return {str(k).lower(): str(v) for k, v in dict(headers or {}).items()}
+    except (TypeError, ValueError):
+        return {}
+
+
+class LitellmTransport:
+    """Calls `litellm.acompletion` / `aembedding` with litellm's retries off."""
+
+    def __init__(self) -> None:
+        self._lib: ModuleType | None = None
+
+    def litellm(self) -> ModuleType:
+        """Import litellm on first use, offline, quiet, with the mock provider registered."""
+        if self._lib is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_TELEMETRY", "False")
+            import litellm
+
+            from ..mock.litellm_provider import MockLLM
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            litellm.num_retries = 0
+            litellm.drop_params = True
+            if not any(p.get("provider") == "mock" for p in litellm.custom_provider_map):
+                litellm.custom_provider_map = [
+                    *litellm.custom_provider_map,
+                    {"provider": "mock", "custom_handler": MockLLM()},
+                ]
+                litellm.utils.custom_llm_setup()  # type: ignore[no-untyped-call]
+            self._lib = litellm
+        return self._lib
+
+    def _kwargs(self, dep: Deployment, body: Mapping[str, Any], call_index: int) -> dict[str, Any]:
+        kwargs = {**dep.params, **{k: v for k, v in body.items() if k not in _NOT_FOR_LITELLM}}
+        kwargs.update(model=dep.model, num_retries=0, max_retries=0, timeout=dep.timeout)
+        if dep.api_base:
+            kwargs["api_base"] = dep.api_base
+        if dep.api_key:
+            kwargs["api_key"] = dep.api_key
+        if dep.provider == "mock":
+            kwargs["mock_options"] = {**dep.mock, "call_index": call_index}
+        if dep.input_cost_per_token is not None:
+            kwargs["input_cost_per_token"] = dep.input_cost_per_token
+        if dep.output_cost_per_token is not None:
+            kwargs["output_cost_per_token"] = dep.output_cost_per_token
+        return kwargs
+
+    async def complete(self, dep: Deployment, body: Mapping[str, Any], call_index: int) -> dict[str, Any]:
+        lib = self.litellm()
+        try:
+            response = await lib.acompletion(**self._kwargs(dep, body, call_index))
+        except Exception as exc:  # the boundary: every litellm error becomes ours
+            raise map_litellm_exception(exc, dep) from None
+        return _completion_dict(response)
+
+    async def stream(
+        self, dep: Deployment, body: Mapping[str, Any], call_index: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        lib = self.litellm()
+        kwargs = self._kwargs(dep, body, call_index)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        try:
+            response = await lib.acompletion(**kwargs)
+            async for chunk in response:
+                yield _chunk_dict(chunk)
+        except UpstreamFailure:
+            raise
+        except Exception as exc:
+            raise map_litellm_exception(exc, dep) from None
+
+    async def embed(self, dep: Deployment, body: Mapping[str, Any], call_index: int) -> dict[str, Any]:
+        lib = self.litellm()
+        kwargs = {
+            **dep.params,
+            "model": dep.model,
+            "input": body["input"],
+            "num_retries": 0,
+            "timeout": dep.timeout,
+        }
+        for name in ("dimensions", "encoding_format", "user"):
+            if name in body:
+                kwargs[name] = body[name]
+        if dep.api_base:
+            kwargs["api_base"] = dep.api_base
+        if dep.api_key:
+            kwargs["api_key"] = dep.api_key
+        if dep.provider == "mock":
+            kwargs["mock_options"] = {**dep.mock, "call_index": call_index}
+        try:
+            response = await lib.aembedding(**kwargs)
+        except Exception as exc:
+            raise map_litellm_exception(exc, dep) from None
+        out: dict[str, Any] = response.model_dump()
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+def _completion_dict(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = response.model_dump()
+    for choice in data.get("choices") or ():
+        msg = choice.get("message") or {}
+        for key in [k for k, v in msg.items() if v is None and k != "content"]:
+            del msg[key]
+    if not data.get("choices"):
+        raise UpstreamTransient("The provider answered without a valid completion.")
+    return {k: v for k, v in data.items() if v is not None or k in ("system_fingerprint",)}
+
+
+def _chunk_dict(chunk: Any) -> dict[str, Any]:
+    data: dict[str, Any] = chunk.model_dump(exclude_none=True)
+    return data

@@ -1,0 +1,184 @@
+"""Core value types shared by every validator: the output, the request context, violations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from validators.schema_cache import SchemaCache
+
+__all__ = [
+    "ON_FAIL_MODES",
+    "BuildContext",
+    "Output",
+    "RequestContext",
+    "Span",
+    "SpanValidator",
+    "Validator",
+    "ValidatorConfigError",
+    "Violation",
+    "strict_json",
+]
+
+ON_FAIL_MODES = ("redact", "reject", "flag")
+
+
+class ValidatorConfigError(ValueError):
+    """A validator spec is wrong; `key` names the offending option, `index` the list item if any."""
+
+    def __init__(self, message: str, *, key: str | None = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.index = index
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reason an output is not acceptable."""
+
+    validator: str
+    message: str
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape used in 422 bodies and stream verdicts."""
+        return {"validator": self.validator, "message": self.message, "path": self.path}
+
+
+class _Invalid:
+    """Marker for text that is not strict JSON; carries the parser's complaint."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def strict_json(text: str) -> Any:
+    """Parse strict RFC 8259 JSON (no NaN/Infinity, duplicate keys refused); raise ValueError if not."""
+
+    def _no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in obj:
+                raise ValueError(f"duplicate key {json.dumps(key, ensure_ascii=False)}")
+            obj[key] = value
+        return obj
+
+    try:
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_pairs)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A model answer: its text and its tool calls (OpenAI shape, `arguments` a JSON string)."""
+
+    text: str | None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+
+    @cached_property
+    def _parsed(self) -> Any:
+        if self.text is None:
+            return _Invalid("the output has no text")
+        try:
+            return strict_json(self.text)
+        except ValueError as exc:
+            return _Invalid(str(exc))
+
+    def json_error(self) -> str | None:
+        """Why the text is not strict JSON, or None when it is."""
+        parsed = self._parsed
+        return parsed.reason if isinstance(parsed, _Invalid) else None
+
+    def json_value(self) -> Any:
+        """The parsed text; call only when `json_error()` is None."""
+        parsed = self._parsed
+        if isinstance(parsed, _Invalid):
+            raise ValueError(parsed.reason)
+        return parsed
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the request asked for: its `response_format` and declared `tools`."""
+
+    response_format: Mapping[str, Any] | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+
+    def response_schema(self) -> Mapping[str, Any] | bool | None:
+        """The JSON Schema in `response_format.json_schema.schema`, if any."""
+        rf = self.response_format
+        if not isinstance(rf, Mapping) or rf.get("type") != "json_schema":
+            return None
+        spec = rf.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        return schema if isinstance(schema, (Mapping, bool)) else None
+
+    def wants_json(self) -> bool:
+        """True when `response_format` asks for JSON (`json_object` or `json_schema`)."""
+        rf = self.response_format
+        return isinstance(rf, Mapping) and rf.get("type") in ("json_object", "json_schema")
+
+    def tool_schema(self, name: str) -> Mapping[str, Any] | bool | None:
+        """The `parameters` schema of the declared function tool `name`; None when undeclared."""
+        for tool in self.tools:
+            fn = tool.get("function") if isinstance(tool, Mapping) else None
+            if isinstance(fn, Mapping) and fn.get("name") == name:
+                params = fn.get("parameters", {"type": "object"})
+                return params if isinstance(params, (Mapping, bool)) else {"type": "object"}
+        return None
+
+
+@runtime_checkable
+class Validator(Protocol):
+    """Anything with a registry `type`, an `on_fail` override and a `check` method."""
+
+    type: str
+    on_fail: str | None
+
+    def check(self, output: Output, ctx: RequestContext) -> list[Violation]: ...
+
+
+@dataclass(frozen=True)
+class Span:
+    """A finding inside a text: where it is, what to show instead, and what it is called."""
+
+    start: int
+    end: int
+    placeholder: str
+    name: str
+    message: str
+
+
+@runtime_checkable
+class SpanValidator(Validator, Protocol):
+    """A validator that finds spans in plain text, so it can redact and run on a stream."""
+
+    window: int
+
+    def find(self, text: str) -> list[Span]: ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a validator factory may use besides its options: the schema cache, paths, token counters.
+
+    `token_counter(encoding)` returns a `str -> int` counter, or None when no tokenizer is available.
+    """
+
+    schema_cache: SchemaCache
+    base_dir: Path | None = None
+    token_counter: Callable[[str], Callable[[str], int] | None] | None = None

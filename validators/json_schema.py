@@ -1,0 +1,120 @@
+"""The `json` and `json_schema` validators."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from validators._messages import schema_violations
+from validators._options import Options
+from validators.base import BuildContext, Output, RequestContext, ValidatorConfigError, Violation
+from validators.schema_cache import SchemaCache, SchemaProblem
+
+__all__ = ["JsonSchemaValidator", "JsonValidator", "json_factory", "json_schema_factory"]
+
+_NO_REDACT = ("reject", "flag")
+RESPONSE_FORMAT = "response_format"
+
+
+class JsonValidator:
+    """The output text must parse as strict JSON (an answer made only of tool calls passes)."""
+
+    type = "json"
+
+    def __init__(self, on_fail: str | None = None) -> None:
+        self.on_fail = on_fail
+
+    def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
+        """One violation naming the parser's complaint, or none."""
+        if output.text is None and output.tool_calls:
+            return []
+        reason = output.json_error()
+        if reason is None:
+            return []
+        return [Violation(self.type, f"the output is not valid JSON: {reason}", None)]
+
+
+class JsonSchemaValidator:
+    """The output text must be JSON matching a schema: the request's `response_format`, inline, or a file."""
+
+    type = "json_schema"
+
+    def __init__(self, schema: Mapping[str, Any] | bool | None, cache: SchemaCache,
+                 on_fail: str | None = None) -> None:
+        self.schema = schema
+        self.uses_response_format = schema is None
+        self.on_fail = on_fail
+        self._cache = cache
+
+    def schema_for(self, ctx: RequestContext) -> Mapping[str, Any] | bool | None:
+        """The schema that applies to this request (None: nothing to check)."""
+        return ctx.response_schema() if self.schema is None else self.schema
+
+    def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
+        """Violations with JSON Pointer paths into the output document."""
+        schema = self.schema_for(ctx)
+        if schema is None or (output.text is None and output.tool_calls):
+            return []
+        reason = output.json_error()
+        if reason is not None:
+            return [Violation(self.type, f"the output cannot be checked against the schema because it is "
+                                         f"not valid JSON: {reason}", None)]
+        try:
+            compiled = self._cache.get(schema)
+        except SchemaProblem as exc:
+            return [Violation(self.type, f"the request's response_format schema cannot be used: {exc}", None)]
+        value = output.json_value()
+        if compiled.is_valid(value):
+            return []
+        return schema_violations(self.type, compiled.errors(value))
+
+
+def json_factory(spec: Mapping[str, Any], context: BuildContext) -> JsonValidator:
+    """Build `type: json` from its YAML options."""
+    opts = Options("json", spec, ())
+    return JsonValidator(on_fail=opts.on_fail(_NO_REDACT))
+
+
+def json_schema_factory(spec: Mapping[str, Any], context: BuildContext) -> JsonSchemaValidator:
+    """Build `type: json_schema`; `schema` is `response_format` (default), a mapping, or a .json path."""
+    opts = Options("json_schema", spec, ("schema",))
+    on_fail = opts.on_fail(_NO_REDACT)
+    raw = opts.raw("schema", RESPONSE_FORMAT)
+    schema: Mapping[str, Any] | bool | None
+    if raw == RESPONSE_FORMAT:
+        schema = None
+    elif isinstance(raw, (Mapping, bool)):
+        schema = raw
+    elif isinstance(raw, str):
+        schema = _load_schema_file(raw, context.base_dir)
+    else:
+        raise ValidatorConfigError(
+            "'schema' must be 'response_format', an inline schema mapping, or a path to a .json file",
+            key="schema",
+        )
+    if schema is not None:
+        try:
+            context.schema_cache.get(schema)
+        except SchemaProblem as exc:
+            raise ValidatorConfigError(f"schema: {exc}", key="schema") from None
+    return JsonSchemaValidator(schema, context.schema_cache, on_fail)
+
+
+def _load_schema_file(name: str, base_dir: Path | None) -> Any:
+    path = Path(name)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidatorConfigError(f"cannot read schema file '{path}': {exc.strerror or exc}",
+                                   key="schema") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidatorConfigError(
+            f"schema file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            key="schema",
+        ) from None
