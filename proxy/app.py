@@ -30,7 +30,7 @@ log = logging.getLogger("guardproxy")
 
 
 def error_response(exc: ProxyError, request_id: str | None = None) -> Response:
-    headers = exc.headers()
+    headers = {**exc.context_headers, **exc.headers()}
     if request_id:
         headers["x-request-id"] = request_id
     return Response(

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -17,24 +17,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import Caller
-from .errors import AuthenticationFailed, PermissionDenied, ProxyError
+from .errors import PermissionDenied, ProxyError
 from .redaction import scrub
-from .services import Services
+
+if TYPE_CHECKING:
+    from .services import Services
 
 __all__ = ["asset", "build_snapshot", "page", "quantile", "read_audit_tail", "snapshot"]
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 AUDIT_TAIL_BYTES = 64 * 1024
-AUDIT_EVENTS = 25
+AUDIT_EVENTS = 15
 EXCERPT_CHARS = 240
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 }
 Families = Mapping[str, list[Sample]]
 
@@ -146,8 +148,11 @@ def _latency(families: Families) -> dict[str, dict[str, Any]]:
     for alias, rows in buckets.items():
         rows.sort()
         out[alias] = {
-            "count": counts.get((alias,), 0.0), "sum": sums.get((alias,), 0.0),
-            "p50": quantile(0.5, rows), "p95": quantile(0.95, rows), "p99": quantile(0.99, rows),
+            "count": counts.get((alias,), 0.0),
+            "sum": sums.get((alias,), 0.0),
+            "p50": quantile(0.5, rows),
+            "p95": quantile(0.95, rows),
+            "p99": quantile(0.99, rows),
             "buckets": [[b if math.isfinite(b) else "+Inf", c] for b, c in rows],
         }
     return out
@@ -160,21 +165,7 @@ def build_snapshot(registry: CollectorRegistry, *, now: float | None = None) -> 
     outcomes: dict[str, float] = defaultdict(float)
     for (_, outcome, _), n in requests.items():
         outcomes[outcome] += n
-    upstream = _counter(f, "guardproxy_upstream_calls", "deployment", "result")
-    retries = _counter(f, "guardproxy_retries", "deployment", "reason")
-    cooldown = _by(f.get("guardproxy_deployment_cooldown", []), "deployment", suffix="")
-    deployments: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0.0, "errors": 0.0, "results": {}, "retries": 0.0, "retry_reasons": {}, "cooling": False})
-    for (dep, result), n in upstream.items():
-        d = deployments[dep]
-        d["calls"] += n
-        d["errors"] += 0 if result == "ok" else n
-        d["results"][result] = n
-    for (dep, reason), n in retries.items():
-        deployments[dep]["retries"] += n
-        deployments[dep]["retry_reasons"][reason] = n
-    for (dep,), value in cooldown.items():
-        deployments[dep]["cooling"] = value >= 1
+    deployments = _deployments(f)
     cache = {result: n for (result,), n in _counter(f, "guardproxy_cache", "result").items()}
     lookups = cache.get("hit", 0.0) + cache.get("miss", 0.0)
     tokens = _counter(f, "guardproxy_tokens", "alias", "key")
@@ -183,10 +174,12 @@ def build_snapshot(registry: CollectorRegistry, *, now: float | None = None) -> 
         "ts": time.time() if now is None else now,
         "requests_total": sum(requests.values()),
         "in_flight": int(in_flight.get((), 0.0)),
-        "requests": [{"alias": a, "outcome": o, "status": s, "count": n} for (a, o, s), n in sorted(requests.items())],
+        "requests": [
+            {"alias": a, "outcome": o, "status": s, "count": n} for (a, o, s), n in sorted(requests.items())
+        ],
         "outcomes": dict(outcomes),
         "latency": _latency(f),
-        "deployments": dict(deployments),
+        "deployments": deployments,
         "cache": {"results": cache, "hit_ratio": cache.get("hit", 0.0) / lookups if lookups else None},
         "tokens": {
             "spent": sum(tokens.values()),
@@ -195,12 +188,45 @@ def build_snapshot(registry: CollectorRegistry, *, now: float | None = None) -> 
             "by_alias": _sum_first(tokens),
         },
         "repairs": {kind: n for (kind,), n in _counter(f, "guardproxy_repairs", "kind").items()},
-        "violations": [{"policy": p, "validator": v, "count": n} for (p, v), n in
-                       sorted(_counter(f, "guardproxy_violations", "policy", "validator").items(),
-                              key=lambda item: -item[1])],
-        "steps": [{"policy": p, "step": s, "count": n} for (p, s), n in
-                  sorted(_counter(f, "guardproxy_ladder_steps", "policy", "step").items())],
+        "violations": [
+            {"policy": p, "validator": v, "count": n}
+            for (p, v), n in sorted(
+                _counter(f, "guardproxy_violations", "policy", "validator").items(), key=lambda item: -item[1]
+            )
+        ],
+        "steps": [
+            {"policy": p, "step": s, "count": n}
+            for (p, s), n in sorted(_counter(f, "guardproxy_ladder_steps", "policy", "step").items())
+        ],
     }
+
+
+def _deployments(f: Families) -> dict[str, dict[str, Any]]:
+    """Per deployment: upstream calls by result, errors (anything but ok), retries by reason, cooldown."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def row(dep: str) -> dict[str, Any]:
+        empty = {
+            "calls": 0.0,
+            "errors": 0.0,
+            "results": {},
+            "retries": 0.0,
+            "retry_reasons": {},
+            "cooling": False,
+        }
+        return out.setdefault(dep, empty)
+
+    for (dep, result), n in _counter(f, "guardproxy_upstream_calls", "deployment", "result").items():
+        d = row(dep)
+        d["calls"] += n
+        d["errors"] += 0 if result == "ok" else n
+        d["results"][result] = n
+    for (dep, reason), n in _counter(f, "guardproxy_retries", "deployment", "reason").items():
+        row(dep)["retries"] += n
+        row(dep)["retry_reasons"][reason] = n
+    for (dep,), value in _by(f.get("guardproxy_deployment_cooldown", []), "deployment", suffix="").items():
+        row(dep)["cooling"] = value >= 1
+    return out
 
 
 def _sum_first(values: Mapping[tuple[str, ...], float]) -> dict[str, float]:
@@ -210,7 +236,9 @@ def _sum_first(values: Mapping[tuple[str, ...], float]) -> dict[str, float]:
     return dict(out)
 
 
-def read_audit_tail(path: Path, limit: int = AUDIT_EVENTS, max_bytes: int = AUDIT_TAIL_BYTES) -> list[dict[str, Any]]:
+def read_audit_tail(
+    path: Path, limit: int = AUDIT_EVENTS, max_bytes: int = AUDIT_TAIL_BYTES
+) -> list[dict[str, Any]]:
     """The last `limit` audit events, newest first, from at most the last `max_bytes` of the JSONL file."""
     try:
         with path.open("rb") as handle:
@@ -243,26 +271,18 @@ def _text(value: Any, limit: int = 120) -> str:
 
 
 def _audit_event(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One audit line reduced to what the page shows; texts scrubbed again and cut short."""
-    violations = record.get("violations")
-    validators = [record["validator"]] if record.get("validator") else []
-    messages = [record["message"]] if record.get("message") else []
-    if isinstance(violations, list):
-        for v in violations:
-            if isinstance(v, Mapping):
-                validators.append(v.get("validator") or v.get("type") or "")
-                messages.append(v.get("message") or "")
-            else:
-                validators.append(str(v))
-    ts = record.get("ts", record.get("time"))
+    """One audit line (proxy.audit's format) cut to what the page shows; texts scrubbed again."""
+    ts, repairs = record.get("ts"), record.get("repairs")
     return {
-        "ts": ts if isinstance(ts, int | float) else _text(ts, 40),
-        "event": _text(record.get("event") or record.get("kind") or record.get("type") or record.get("step"), 40),
+        "ts": ts if isinstance(ts, int | float) else None,
+        "kind": _text(record.get("kind"), 40),
         "request_id": _text(record.get("request_id"), 128),
-        "policy": _text(record.get("policy"), 80),
         "alias": _text(record.get("alias"), 80),
+        "policy": _text(record.get("policy"), 80),
         "deployment": _text(record.get("deployment"), 120),
-        "validators": [_text(v, 60) for v in validators if v],
-        "message": _text("; ".join(m for m in messages if isinstance(m, str)), 200),
+        "validator": _text(record.get("validator"), 60),
+        "path": _text(record.get("path"), 120),
+        "message": _text(record.get("message"), 240),
+        "repairs": [_text(r, 60) for r in repairs] if isinstance(repairs, list) else [],
         "excerpt": _text(record.get("excerpt"), EXCERPT_CHARS),
     }

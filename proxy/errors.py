@@ -60,6 +60,7 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.context_headers: dict[str, str] = {}  # the x-guardproxy-* headers of the request it ended
         if code is not None:
             self.code = code
 

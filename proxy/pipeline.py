@@ -14,8 +14,10 @@ from validators import RequestContext
 
 from .auth import Caller
 from .cache import CachedAnswer, cache_key, decode_entry, encode_entry
+from .cache.entry import STORABLE_OUTCOMES
 from .errors import ModelNotFound, PermissionDenied, ProxyError
 from .ladder import Attempts, Verdict, run_ladder
+from .passthrough import passthrough_response
 from .policy import Policy
 from .respond import AnswerMeta, json_response, stream_response, waiting_stream
 from .services import Runtime, Services
@@ -95,7 +97,7 @@ async def handle_chat(
     async def produce() -> tuple[dict[str, Any], AnswerMeta]:
         verdict = await _answer(services, runtime, chat, alias, policy, ctx, attempts)
         _fill(meta, verdict, attempts)
-        if mode.write and verdict.outcome != "rejected":
+        if mode.write and verdict.outcome in STORABLE_OUTCOMES:
             entry = encode_entry(
                 response=verdict.completion,
                 deployment=verdict.deployment,
@@ -119,6 +121,10 @@ async def handle_chat(
             return shared.response, hit_meta
         return shared
 
+    if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
+        return await _passthrough(
+            services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl
+        ), meta
     try:
         if chat.stream:
             response = await waiting_stream(
@@ -130,8 +136,10 @@ async def handle_chat(
             return response, meta
         completion, final_meta = await produce_shared()
         return json_response(completion, final_meta), final_meta
-    except ProxyError:
+    except ProxyError as exc:
         _fill(meta, None, attempts)
+        meta.outcome = "rejected" if exc.status_code == 422 else "error"
+        exc.context_headers = meta.headers()
         raise
 
 
@@ -158,6 +166,46 @@ async def _answer(
         attempts=attempts,
         stream_upstream=chat.stream,
         events=services.metrics.events(policy.name),
+    )
+
+
+async def _passthrough(
+    services: Services,
+    runtime: Runtime,
+    chat: ChatRequest,
+    alias: ModelAlias,
+    policy: Policy,
+    ctx: RequestContext,
+    meta: AnswerMeta,
+    attempts: Attempts,
+    mode: CacheMode,
+    ttl: float,
+) -> Response:
+    async def store(completion: dict[str, Any], outcome: str) -> None:
+        if mode.write:
+            entry = encode_entry(
+                response=completion,
+                deployment=meta.deployment,
+                outcome=outcome,
+                repairs=(),
+                created=time.time(),
+            )
+            await services.cache.set(key=meta.cache_key, value=entry, ttl=ttl)
+
+    return await passthrough_response(
+        body=chat.body,
+        alias=chat.model,
+        chain=alias.deployments,
+        validators=policy.validators_for(runtime.registry, ctx),
+        ctx=ctx,
+        upstream=services.upstream,
+        resilience=runtime.resilience,
+        deadline=runtime.resilience.deadline(),
+        attempts=attempts,
+        max_attempts=policy.spec.max_attempts,
+        meta=meta,
+        include_usage=chat.include_usage,
+        store=store,
     )
 
 

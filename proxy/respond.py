@@ -13,9 +13,9 @@ from starlette.responses import Response, StreamingResponse
 from .errors import ProxyError
 from .wire import SSE_DONE, completion_to_chunks, sse
 
-__all__ = ["AnswerMeta", "json_response", "stream_response", "waiting_stream"]
+__all__ = ["SSE_HEADERS", "AnswerMeta", "json_response", "stream_response", "waiting_stream"]
 
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 @dataclass
@@ -76,7 +76,7 @@ def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_
             yield event
 
     return StreamingResponse(
-        body(), media_type="text/event-stream", headers={**_SSE_HEADERS, **meta.headers()}
+        body(), media_type="text/event-stream", headers={**SSE_HEADERS, **meta.headers()}
     )
 
 
@@ -116,5 +116,5 @@ async def waiting_stream(
             if not task.done():
                 task.cancel()
 
-    headers = {**_SSE_HEADERS, "x-guardproxy-outcome": "streaming"}
+    headers = {**SSE_HEADERS, "x-guardproxy-outcome": "streaming"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -61,7 +61,10 @@ SCHEMAS: dict[str, Any] = {
                         "minItems": 2,
                         "items": {
                             "type": "object",
-                            "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}},
+                            "properties": {
+                                "sku": {"type": "string"},
+                                "qty": {"type": "integer", "minimum": 1},
+                            },
                             "required": ["sku", "qty"],
                         },
                     },
@@ -75,7 +78,18 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             f: {"type": "string", "format": f}
-            for f in ("date", "date-time", "time", "email", "uri", "uuid", "ipv4", "ipv6", "hostname", "duration")
+            for f in (
+                "date",
+                "date-time",
+                "time",
+                "email",
+                "uri",
+                "uuid",
+                "ipv4",
+                "ipv6",
+                "hostname",
+                "duration",
+            )
         },
         "required": ["date", "date-time", "email", "uri", "uuid"],
     },
@@ -91,8 +105,16 @@ SCHEMAS: dict[str, Any] = {
     "oneof_overlapping": {"oneOf": [{"type": "integer"}, {"type": "number"}]},
     "oneof_objects": {
         "oneOf": [
-            {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]},
-            {"type": "object", "properties": {"kind": {"const": "b"}, "y": {"type": "string"}}, "required": ["kind"]},
+            {
+                "type": "object",
+                "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}},
+                "required": ["kind"],
+            },
+            {
+                "type": "object",
+                "properties": {"kind": {"const": "b"}, "y": {"type": "string"}},
+                "required": ["kind"],
+            },
         ]
     },
     "allof_merge": {
@@ -198,7 +220,9 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _validator(schema: Any) -> Any:
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def test_there_are_at_least_twenty_schemas() -> None:

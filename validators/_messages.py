@@ -13,7 +13,13 @@ from validators.base import Violation
 from validators.schema_cache import additional_keys
 
 _MAX_VIOLATIONS = 25
-_TYPE_NAMES: dict[type, str] = {bool: "boolean", type(None): "null", dict: "object", list: "array", str: "string"}
+_TYPE_NAMES: dict[type, str] = {
+    bool: "boolean",
+    type(None): "null",
+    dict: "object",
+    list: "array",
+    str: "string",
+}
 
 
 def pointer(parts: Iterable[Any]) -> str:
@@ -100,13 +106,23 @@ def schema_violations(name: str, errors: Iterable[ValidationError], *, prefix: s
         if err.validator == "required" and isinstance(err.instance, Mapping):
             for key in err.validator_value:
                 if key not in err.instance:
-                    out.append(Violation(name, f"{_where(base)}: required property {short(key)} is missing",
-                                         base + pointer([key])))
+                    out.append(
+                        Violation(
+                            name,
+                            f"{_where(base)}: required property {short(key)} is missing",
+                            base + pointer([key]),
+                        )
+                    )
         elif err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
             allowed = ", ".join(str(k) for k in err.schema.get("properties", {})) or "none"
             for key in additional_keys(err.instance, err.schema):
-                out.append(Violation(name, f"{_where(base)}: property {short(key)} is not allowed "
-                                     f"(allowed: {allowed})", base + pointer([key])))
+                out.append(
+                    Violation(
+                        name,
+                        f"{_where(base)}: property {short(key)} is not allowed (allowed: {allowed})",
+                        base + pointer([key]),
+                    )
+                )
         else:
             out.append(Violation(name, _describe(err, base), base))
     unique = list(dict.fromkeys(out))

@@ -29,8 +29,13 @@ def _luhn(text: str) -> bool:
     if total % 10:
         return False
     two, four = int(digits[:2]), int(digits[:4])
-    return (digits[0] == "4" or 51 <= two <= 55 or 2221 <= four <= 2720 or two in (34, 37, 36, 38, 30, 35, 62)
-            or digits.startswith(("6011", "65", "64")))
+    return (
+        digits[0] == "4"
+        or 51 <= two <= 55
+        or 2221 <= four <= 2720
+        or two in (34, 37, 36, 38, 30, 35, 62)
+        or digits.startswith(("6011", "65", "64"))
+    )
 
 
 def _ssn(text: str) -> bool:
@@ -39,14 +44,79 @@ def _ssn(text: str) -> bool:
 
 
 _IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24,
-    "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21,
-    "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
-    "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27,
-    "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24,
-    "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26, "UA": 29,
-    "VA": 22, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 
 
@@ -77,55 +147,90 @@ def _any(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Detector:
-    """One entity: its placeholder, an RE2 pattern whose group 1 is the finding, and a confirmation."""
+    """One entity: its placeholder, an RE2 pattern, a confirmation, and the characters it must not touch."""
 
     entity: str
     placeholder: str
     pattern: str
     confirm: Callable[[str], bool]
     label: str
+    no_touch: str = ""  # a finding preceded or followed by one of these is part of something longer
 
     def regex(self) -> Any:
         """The compiled pattern."""
         return compile_re2(self.pattern)
 
 
-_NB = r"(?:^|[^A-Za-z0-9_])"  # no word character just before the finding
-_ND = r"(?:^|[^0-9\-])"  # no digit or dash just before
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _SECRET = "|".join(
     [
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
         r"|[A-Za-z0-9+/=\s\\]*)",
-        r"sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
-        r"(?:AKIA|ASIA)[0-9A-Z]{16}",
-        r"gh[pousr]_[A-Za-z0-9]{36,}",
-        r"github_pat_[A-Za-z0-9_]{22,}",
-        r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-        r"AIza[0-9A-Za-z_\-]{35}",
-        r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}",
-        r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        r"\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+        r"\bgh[pousr]_[A-Za-z0-9]{36,}",
+        r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+        r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+        r"\bAIza[0-9A-Za-z_\-]{35}",
+        r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}",
+        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
     ]
 )
+_IPV6 = r"(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){1,7}(?::(?:\d{1,3}\.){3}\d{1,3})?"
 
 # In priority order: where findings overlap, the earlier entity wins.
 DETECTORS: tuple[Detector, ...] = (
-    Detector("secret", "[SECRET]", rf"(?:^|[^A-Za-z0-9])({_SECRET})", _any, "a secret (API key or private key)"),
-    Detector("credit_card", "[CREDIT_CARD]", rf"{_ND}(\d(?:[ \-]?\d){{12,18}})(?:[^0-9]|$)", _luhn,
-             "a credit card number"),
-    Detector("iban", "[IBAN]", rf"{_NB}([A-Z]{{2}}\d{{2}}(?: ?[A-Z0-9]){{11,30}})(?:[^A-Za-z0-9]|$)", _iban,
-             "an IBAN"),
-    Detector("ssn", "[SSN]", rf"{_ND}(\d{{3}}-\d{{2}}-\d{{4}})(?:[^0-9\-]|$)", _ssn, "a US social security number"),
-    Detector("email", "[EMAIL]", r"(?:^|[^A-Za-z0-9._%+\-])([A-Za-z0-9._%+\-]+@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,})",
-             _any, "an email address"),
-    Detector("ip_address", "[IP_ADDRESS]",
-             r"(?:^|[^0-9A-Za-z.:])((?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
-             r"(?::(?:\d{1,3}\.){3}\d{1,3})?)(?:[^0-9A-Za-z.:]|\.(?:[^0-9]|$)|$)",
-             _ip, "an IP address"),
-    Detector("phone", "[PHONE]",
-             r"(?:^|[^0-9A-Za-z+\-])(\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){1,4}"
-             r"|(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4})(?:[^0-9\-]|$)",
-             _phone, "a phone number"),
+    Detector("secret", "[SECRET]", _SECRET, _any, "a secret (API key or private key)"),
+    Detector(
+        "credit_card", "[CREDIT_CARD]", r"\b\d(?:[ \-]?\d){12,18}\b", _luhn, "a credit card number", "-"
+    ),
+    Detector("iban", "[IBAN]", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", _iban, "an IBAN"),
+    Detector("ssn", "[SSN]", r"\b\d{3}-\d{2}-\d{4}\b", _ssn, "a US social security number", "-"),
+    Detector(
+        "email",
+        "[EMAIL]",
+        r"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}\b",
+        _any,
+        "an email address",
+    ),
+    Detector(
+        "ip_address",
+        "[IP_ADDRESS]",
+        rf"\b(?:\d{{1,3}}\.){{3}}\d{{1,3}}\b|{_IPV6}",
+        _ip,
+        "an IP address",
+        _ALNUM + ":.",
+    ),
+    Detector(
+        "phone",
+        "[PHONE]",
+        r"\+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{2,4}){1,4}\b"
+        r"|(?:\(\d{3}\) ?|\b\d{3}[ .\-])\d{3}[ .\-]\d{4}\b",
+        _phone,
+        "a phone number",
+        _ALNUM + "+-",
+    ),
 )
+
+
+def _iban_end(text: str, start: int, end: int) -> int | None:
+    """The end of the IBAN at `start`: exactly the country's length of characters, checksum valid."""
+    want = _IBAN_LENGTHS.get(text[start : start + 2])
+    if want is None:
+        return None
+    count, i = 0, start
+    while i < end and count < want:
+        count += text[i] != " "
+        i += 1
+    return i if count == want and _iban(text[start:i]) else None
+
+
+def _touches_after(text: str, end: int, det: Detector) -> bool:
+    after = text[end : end + 1]
+    if not after or after not in det.no_touch:
+        return False
+    # A '.' or ':' then a space or the end is punctuation closing a sentence, not part of the finding.
+    return not (after in ".:" and (end + 1 == len(text) or not text[end + 1].isalnum()))
 
 
 def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector]]:
@@ -134,13 +239,20 @@ def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector
     for det in DETECTORS:
         if det.entity not in entities:
             continue
-        regex, pos = det.regex(), 0
-        while (m := regex.search(text, pos)) is not None:
-            start, end = m.span(1)
-            end = start + len(text[start:end].rstrip())
-            # Resume right after the finding, not after the consumed boundary character.
-            pos = max(end, m.start() + 1)
-            if end <= start or not det.confirm(text[start:end]):
+        for m in det.regex().finditer(text):
+            start, end = m.span()
+            if det.entity == "iban":
+                iban_end = _iban_end(text, start, end)
+                if iban_end is None:
+                    continue
+                end = iban_end
+            else:
+                end = start + len(text[start:end].rstrip())
+                if end <= start or not det.confirm(text[start:end]):
+                    continue
+            if det.no_touch and (
+                text[start - 1 : start] in tuple(det.no_touch) or _touches_after(text, end, det)
+            ):
                 continue
             if not any(s < end and start < e for s, e, _ in found):
                 found.append((start, end, det))

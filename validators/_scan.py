@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from validators._messages import pointer
@@ -60,6 +61,16 @@ def _map(value: Any, fn: Callable[[str], str]) -> Any:
     return value
 
 
+def map_json_text(raw: str, fn: Callable[[str], str]) -> str:
+    """JSON text with `fn` applied to every string in it (keys too); unchanged text when nothing changed.
+
+    Raise ValueError when `raw` is not JSON.
+    """
+    parsed = strict_json(raw)
+    mapped = _map(parsed, fn)
+    return raw if mapped == parsed else json.dumps(mapped, ensure_ascii=False)
+
+
 def map_strings(output: Output, fn: Callable[[str], str]) -> Output:
     """The output with `fn` applied to its text and to every string inside tool-call arguments."""
     text = fn(output.text) if output.text else output.text
@@ -68,12 +79,10 @@ def map_strings(output: Output, fn: Callable[[str], str]) -> Output:
         args = arguments_of(call)
         if isinstance(args, str):
             try:
-                parsed = strict_json(args)
-                mapped = _map(parsed, fn)
-                new_args = args if mapped == parsed else json.dumps(mapped, ensure_ascii=False)
+                new_args = map_json_text(args, fn)
             except ValueError:
                 new_args = fn(args)
             if new_args != args:
                 call = {**call, "function": {**call["function"], "arguments": new_args}}
         calls.append(call)
-    return Output(text=text, tool_calls=tuple(calls))
+    return replace(output, text=text, tool_calls=tuple(calls))

@@ -30,9 +30,15 @@ _O200K_PAT = "|".join(
 _ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
     "cl100k_base": (
         "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
-        {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-         "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276},
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+        r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
     ),
     "o200k_base": (
         "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
@@ -43,8 +49,11 @@ _ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
 
 
 def _search_dirs() -> list[Path]:
-    dirs = [os.environ.get("TIKTOKEN_CACHE_DIR"), os.environ.get("DATA_GYM_CACHE_DIR"),
-            os.path.join(tempfile.gettempdir(), "data-gym-cache")]
+    dirs = [
+        os.environ.get("TIKTOKEN_CACHE_DIR"),
+        os.environ.get("DATA_GYM_CACHE_DIR"),
+        os.path.join(tempfile.gettempdir(), "data-gym-cache"),
+    ]
     found = [Path(d) for d in dirs if d]
     # litellm ships cl100k_base next to its code; find it without importing litellm.
     spec = importlib.util.find_spec("litellm")
@@ -70,7 +79,9 @@ def offline_token_counter(encoding: str = "cl100k_base") -> TokenCounter | None:
             continue
         if hashlib.sha256(data).hexdigest() != digest:
             continue
-        ranks = {base64.b64decode(tok): int(rank) for tok, rank in (ln.split() for ln in data.splitlines() if ln)}
+        ranks = {
+            base64.b64decode(tok): int(rank) for tok, rank in (ln.split() for ln in data.splitlines() if ln)
+        }
         enc = tiktoken.Encoding(encoding, pat_str=pat_str, mergeable_ranks=ranks, special_tokens=special)
         return lambda text: len(enc.encode(text, disallowed_special=()))
     return None

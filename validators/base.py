@@ -84,10 +84,14 @@ def strict_json(text: str) -> Any:
 
 @dataclass(frozen=True)
 class Output:
-    """A model answer: its text and its tool calls (OpenAI shape, `arguments` a JSON string)."""
+    """A model answer: its text, its tool calls (OpenAI shape, `arguments` a JSON string), why it ended.
+
+    `finish_reason` "length" tells repair that the answer was cut, so it never closes a cut document.
+    """
 
     text: str | None
     tool_calls: tuple[Mapping[str, Any], ...] = ()
+    finish_reason: str | None = None
 
     @cached_property
     def _parsed(self) -> Any:

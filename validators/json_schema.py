@@ -41,12 +41,13 @@ class JsonSchemaValidator:
 
     type = "json_schema"
 
-    def __init__(self, schema: Mapping[str, Any] | bool | None, cache: SchemaCache,
-                 on_fail: str | None = None) -> None:
+    def __init__(
+        self, schema: Mapping[str, Any] | bool | None, cache: SchemaCache, on_fail: str | None = None
+    ) -> None:
         self.schema = schema
         self.uses_response_format = schema is None
         self.on_fail = on_fail
-        self._cache = cache
+        self.schema_cache = cache
 
     def schema_for(self, ctx: RequestContext) -> Mapping[str, Any] | bool | None:
         """The schema that applies to this request (None: nothing to check)."""
@@ -59,10 +60,15 @@ class JsonSchemaValidator:
             return []
         reason = output.json_error()
         if reason is not None:
-            return [Violation(self.type, f"the output cannot be checked against the schema because it is "
-                                         f"not valid JSON: {reason}", None)]
+            return [
+                Violation(
+                    self.type,
+                    f"the output cannot be checked against the schema because it is not valid JSON: {reason}",
+                    None,
+                )
+            ]
         try:
-            compiled = self._cache.get(schema)
+            compiled = self.schema_cache.get(schema)
         except SchemaProblem as exc:
             return [Violation(self.type, f"the request's response_format schema cannot be used: {exc}", None)]
         value = output.json_value()
@@ -109,8 +115,9 @@ def _load_schema_file(name: str, base_dir: Path | None) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValidatorConfigError(f"cannot read schema file '{path}': {exc.strerror or exc}",
-                                   key="schema") from None
+        raise ValidatorConfigError(
+            f"cannot read schema file '{path}': {exc.strerror or exc}", key="schema"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -57,7 +57,8 @@ def pii_factory(spec: Mapping[str, Any], context: BuildContext) -> PiiValidator:
             hint = did_you_mean(name, ENTITIES)
             raise ValidatorConfigError(
                 f"entities[{i}]: unknown entity '{name}'{hint}; known: {', '.join(ENTITIES)}",
-                key="entities", index=i,
+                key="entities",
+                index=i,
             )
     if not entities:
         raise ValidatorConfigError("entities must name at least one entity", key="entities")

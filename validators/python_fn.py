@@ -18,8 +18,9 @@ def load_callable(target: str) -> Callable[..., Any]:
     """Import `module:attr` (attr may be dotted); raise ValidatorConfigError saying what is missing."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ValidatorConfigError(f"function must look like 'package.module:callable', not {target!r}",
-                                   key="function")
+        raise ValidatorConfigError(
+            f"function must look like 'package.module:callable', not {target!r}", key="function"
+        )
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -43,8 +44,9 @@ class PythonValidator:
 
     type = "python"
 
-    def __init__(self, function: str, fn: Callable[..., Any], params: Mapping[str, Any],
-                 on_fail: str | None = None) -> None:
+    def __init__(
+        self, function: str, fn: Callable[..., Any], params: Mapping[str, Any], on_fail: str | None = None
+    ) -> None:
         self.function = function
         self.on_fail = on_fail
         self._fn = fn
@@ -55,15 +57,20 @@ class PythonValidator:
         try:
             result = self._fn(output, ctx, **self._params)
         except Exception as exc:  # noqa: BLE001 - a broken custom check must not pass outputs through
-            return [Violation(self.type, _cut(f"the check {self.function} raised {type(exc).__name__}: {exc}"))]
+            return [
+                Violation(self.type, _cut(f"the check {self.function} raised {type(exc).__name__}: {exc}"))
+            ]
         if result is None or result is True:
             return []
         if result is False:
             return [Violation(self.type, f"the output failed the check {self.function}")]
         items = [result] if isinstance(result, (str, Violation, Mapping)) else result
         if not isinstance(items, Iterable):
-            return [Violation(self.type, f"the check {self.function} returned {type(result).__name__}, "
-                                         "not a verdict")]
+            return [
+                Violation(
+                    self.type, f"the check {self.function} returned {type(result).__name__}, not a verdict"
+                )
+            ]
         return [self._violation(item) for item in items]
 
     def _violation(self, item: Any) -> Violation:
@@ -71,7 +78,9 @@ class PythonValidator:
             return item
         if isinstance(item, Mapping):
             path = item.get("path")
-            return Violation(self.type, _cut(str(item.get("message", ""))), path if isinstance(path, str) else None)
+            return Violation(
+                self.type, _cut(str(item.get("message", ""))), path if isinstance(path, str) else None
+            )
         return Violation(self.type, _cut(str(item)))
 
 

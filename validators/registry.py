@@ -22,8 +22,12 @@ Factory = Callable[[Mapping[str, Any], BuildContext], Validator]
 class Registry:
     """Validator factories by `type`; `create` turns one YAML mapping into a ready validator."""
 
-    def __init__(self, *, schema_cache: SchemaCache | None = None,
-                 token_counter: Callable[[str], TokenCounter | None] = offline_token_counter) -> None:
+    def __init__(
+        self,
+        *,
+        schema_cache: SchemaCache | None = None,
+        token_counter: Callable[[str], TokenCounter | None] = offline_token_counter,
+    ) -> None:
         self.schema_cache = schema_cache if schema_cache is not None else SchemaCache()
         self._factories: dict[str, Factory] = {}
         self._load_counter = token_counter
@@ -46,7 +50,9 @@ class Registry:
             raise ValidatorConfigError("a validator must be a mapping with a 'type' key", key=None)
         type_name = spec.get("type")
         if not isinstance(type_name, str) or not type_name:
-            raise ValidatorConfigError(f"'type' must name a validator ({', '.join(self.names())})", key="type")
+            raise ValidatorConfigError(
+                f"'type' must name a validator ({', '.join(self.names())})", key="type"
+            )
         factory = self._factories.get(type_name)
         if factory is None:
             hint = did_you_mean(type_name, self._factories)
@@ -57,7 +63,9 @@ class Registry:
         except ValidatorConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's own error becomes a config error at load
-            raise ValidatorConfigError(f"validator '{type_name}' could not be built: {exc}", key=None) from exc
+            raise ValidatorConfigError(
+                f"validator '{type_name}' could not be built: {exc}", key=None
+            ) from exc
         _check_shape(validator, type_name)
         return validator
 
@@ -69,7 +77,9 @@ class Registry:
 
 
 def _check_shape(validator: Any, type_name: str) -> None:
-    if not callable(getattr(validator, "check", None)) or not isinstance(getattr(validator, "type", None), str):
+    if not callable(getattr(validator, "check", None)) or not isinstance(
+        getattr(validator, "type", None), str
+    ):
         raise ValidatorConfigError(f"validator '{type_name}' built an object without 'type' and 'check'")
     if getattr(validator, "on_fail", None) not in (None, *ON_FAIL_MODES):
         raise ValidatorConfigError(f"validator '{type_name}' has an invalid on_fail", key="on_fail")
@@ -103,20 +113,24 @@ def default_registry(*, plugins: bool = True, schema_cache: SchemaCache | None =
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in registry.names():
                 raise ValidatorConfigError(
-                    f"plugin '{ep.value}' registers validator type '{ep.name}', which already exists", key="type"
+                    f"plugin '{ep.value}' registers validator type '{ep.name}', which already exists",
+                    key="type",
                 )
             registry.register(ep.name, _EntryPointFactory(ep))
     return registry
 
 
-def implicit_validators(registry: Registry, ctx: RequestContext,
-                        existing: Sequence[Validator] = ()) -> list[Validator]:
+def implicit_validators(
+    registry: Registry, ctx: RequestContext, existing: Sequence[Validator] = ()
+) -> list[Validator]:
     """`json` / `json_schema` validators a JSON `response_format` brings in, unless `existing` has them."""
     if not ctx.wants_json():
         return []
     out: list[Validator] = []
     if not any(v.type == "json" for v in existing):
         out.append(registry.create({"type": "json"}))
-    if ctx.response_schema() is not None and not any(getattr(v, "uses_response_format", False) for v in existing):
+    if ctx.response_schema() is not None and not any(
+        getattr(v, "uses_response_format", False) for v in existing
+    ):
         out.append(registry.create({"type": "json_schema", "schema": "response_format"}))
     return out

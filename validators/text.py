@@ -12,8 +12,14 @@ from validators._re2 import UnsupportedPattern, compile_re2
 from validators._scan import targets
 from validators.base import BuildContext, Output, RequestContext, Span, ValidatorConfigError, Violation
 
-__all__ = ["LengthValidator", "PhrasesValidator", "RegexValidator", "length_factory", "phrases_factory",
-           "regex_factory"]
+__all__ = [
+    "LengthValidator",
+    "PhrasesValidator",
+    "RegexValidator",
+    "length_factory",
+    "phrases_factory",
+    "regex_factory",
+]
 
 REDACTED = "[REDACTED]"
 _DEFAULT_WINDOW = 256
@@ -38,8 +44,9 @@ class RegexValidator:
 
     type = "regex"
 
-    def __init__(self, deny: list[str], require: list[str], on_fail: str | None = None,
-                 max_match: int | None = None) -> None:
+    def __init__(
+        self, deny: list[str], require: list[str], on_fail: str | None = None, max_match: int | None = None
+    ) -> None:
         self.deny = [(p, compile_re2(p)) for p in deny]
         self.require = [(p, compile_re2(p)) for p in require]
         self.on_fail = on_fail
@@ -63,11 +70,15 @@ class RegexValidator:
         for path, text in targets(output):
             for source, regex in self.deny:
                 if any(m.end() > m.start() for m in regex.finditer(text)):
-                    out.append(Violation(self.type, f"{_where(path)} matches the denied pattern {source!r}", path))
+                    out.append(
+                        Violation(self.type, f"{_where(path)} matches the denied pattern {source!r}", path)
+                    )
         if output.text is not None:
             for source, regex in self.require:
                 if regex.search(output.text) is None:
-                    out.append(Violation(self.type, f"the output does not match the required pattern {source!r}"))
+                    out.append(
+                        Violation(self.type, f"the output does not match the required pattern {source!r}")
+                    )
         return out
 
 
@@ -87,8 +98,9 @@ class PhrasesValidator:
         spans = []
         for source, phrase in self.phrases:
             for start, end in find_phrase(folded, index, phrase):
-                spans.append(Span(start, end, REDACTED, "phrases", f"the output contains the denied phrase "
-                                                                    f"{source!r}"))
+                spans.append(
+                    Span(start, end, REDACTED, "phrases", f"the output contains the denied phrase {source!r}")
+                )
         return spans
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
@@ -98,7 +110,9 @@ class PhrasesValidator:
             folded, index = fold(text)
             for source, phrase in self.phrases:
                 if find_phrase(folded, index, phrase):
-                    out.append(Violation(self.type, f"{_where(path)} contains the denied phrase {source!r}", path))
+                    out.append(
+                        Violation(self.type, f"{_where(path)} contains the denied phrase {source!r}", path)
+                    )
         return out
 
 
@@ -107,9 +121,14 @@ class LengthValidator:
 
     type = "length"
 
-    def __init__(self, max_chars: int | None = None, min_chars: int | None = None,
-                 max_tokens: int | None = None, token_counter: Callable[[str], int] | None = None,
-                 on_fail: str | None = None) -> None:
+    def __init__(
+        self,
+        max_chars: int | None = None,
+        min_chars: int | None = None,
+        max_tokens: int | None = None,
+        token_counter: Callable[[str], int] | None = None,
+        on_fail: str | None = None,
+    ) -> None:
         self.max_chars = max_chars
         self.min_chars = min_chars
         self.max_tokens = max_tokens
@@ -123,16 +142,25 @@ class LengthValidator:
         n = len(output.text)
         out = []
         if self.max_chars is not None and n > self.max_chars:
-            out.append(Violation(self.type, f"the output is {n:,} characters long; the maximum is "
-                                            f"{self.max_chars:,}"))
+            out.append(
+                Violation(
+                    self.type, f"the output is {n:,} characters long; the maximum is {self.max_chars:,}"
+                )
+            )
         if self.min_chars is not None and n < self.min_chars:
-            out.append(Violation(self.type, f"the output is {n:,} characters long; the minimum is "
-                                            f"{self.min_chars:,}"))
+            out.append(
+                Violation(
+                    self.type, f"the output is {n:,} characters long; the minimum is {self.min_chars:,}"
+                )
+            )
         if self.max_tokens is not None and self.count_tokens is not None:
             tokens = self.count_tokens(output.text)
             if tokens > self.max_tokens:
-                out.append(Violation(self.type, f"the output is {tokens:,} tokens long; the maximum is "
-                                                f"{self.max_tokens:,}"))
+                out.append(
+                    Violation(
+                        self.type, f"the output is {tokens:,} tokens long; the maximum is {self.max_tokens:,}"
+                    )
+                )
         return out
 
 

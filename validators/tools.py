@@ -33,7 +33,7 @@ class ToolCallsValidator:
 
     def __init__(self, cache: SchemaCache, on_fail: str | None = None) -> None:
         self.on_fail = on_fail
-        self._cache = cache
+        self.schema_cache = cache
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """Violations per call: undeclared name, arguments that are not JSON, schema mismatches."""
@@ -45,19 +45,31 @@ class ToolCallsValidator:
             label = f"tool call #{i} ({short(name, 40)})"
             if schema is None:
                 known = ", ".join(str(n) for n in declared) or "none"
-                out.append(Violation(self.type, f"{label} is not a declared tool (declared: {known})",
-                                     f"/tool_calls/{i}/function/name"))
+                out.append(
+                    Violation(
+                        self.type,
+                        f"{label} is not a declared tool (declared: {known})",
+                        f"/tool_calls/{i}/function/name",
+                    )
+                )
                 continue
             try:
                 args = parse_arguments(arguments_of(call))
             except ValueError as exc:
-                out.append(Violation(self.type, f"{label}: the arguments are not valid JSON: {exc}", call_path(i)))
+                out.append(
+                    Violation(self.type, f"{label}: the arguments are not valid JSON: {exc}", call_path(i))
+                )
                 continue
             try:
-                compiled = self._cache.get(schema)
+                compiled = self.schema_cache.get(schema)
             except SchemaProblem as exc:
-                out.append(Violation(self.type, f"{label}: the declared parameters schema cannot be used: {exc}",
-                                     call_path(i)))
+                out.append(
+                    Violation(
+                        self.type,
+                        f"{label}: the declared parameters schema cannot be used: {exc}",
+                        call_path(i),
+                    )
+                )
                 continue
             if not compiled.is_valid(args):
                 for v in schema_violations(self.type, compiled.errors(args), prefix=call_path(i)):

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS",
-    "EXCLUDED_FIELDS",
     "CacheBackend",
     "CachedAnswer",
     "DiskBackend",
+    "EXCLUDED_FIELDS",
     "ErrorHook",
     "NoCache",
     "RedisBackend",

@@ -14,6 +14,8 @@ import contextlib
 import os
 import re
 import sqlite3
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import diskcache
@@ -40,6 +42,24 @@ def _safe_name(filename: object) -> str:
 
 class BytesDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type hints
     """Keys are str, values are bytes: inline in SQLite when small, else in a value file."""
+
+    def __init__(self, directory: str, **kwargs: Any) -> None:
+        super().__init__(directory, **kwargs)
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def discard_on_failure(self) -> Iterator[None]:
+        """Delete the value files written in this block if it raises (their row never committed)."""
+        written: list[str] = []
+        self._local.written = written
+        try:
+            yield
+        except BaseException:
+            for name in written:
+                self.remove(name)
+            raise
+        finally:
+            self._local.written = None
 
     def put(self, key: Any) -> tuple[Any, bool]:
         """Store str keys as-is (raw); refuse anything that would need pickling."""
@@ -68,6 +88,9 @@ class BytesDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no typ
             with contextlib.suppress(OSError):
                 os.remove(full_path)
             raise
+        written = getattr(self._local, "written", None)
+        if written is not None:
+            written.append(filename)
         return len(value), MODE_BINARY, filename, None
 
     def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> bytes:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import diskcache
 
+from proxy.cache import disk_ops
 from proxy.cache.backend import ErrorHook, ErrorLog
 from proxy.cache.bytes_disk import BytesDisk, RefusedValue
 from proxy.cache.envelope import seal, unseal
@@ -130,7 +131,7 @@ class DiskBackend:
             return False
         sealed = seal(value, self._clock())
         try:
-            return bool(await self._run(cache.set, _ENTRY + key, sealed, expire=ttl))
+            return bool(await self._write(cache, cache.set, _ENTRY + key, sealed, expire=ttl))
         except Exception as exc:
             self._log.record("set", exc)
             return False
@@ -142,7 +143,7 @@ class DiskBackend:
             return True
         token = uuid.uuid4().bytes
         try:
-            added = bool(await self._run(cache.add, _LOCK + key, token, expire=ttl))
+            added = bool(await self._write(cache, cache.add, _LOCK + key, token, expire=ttl))
         except Exception as exc:
             self._log.record("lock", exc)
             return True
@@ -157,7 +158,7 @@ class DiskBackend:
         if token is None or cache is None:
             return
         try:
-            await self._run(_delete_if, cache, _LOCK + key, token)
+            await self._write(cache, disk_ops.delete_if, cache, _LOCK + key, token)
         except Exception as exc:
             self._log.record("unlock", exc)
 
@@ -176,7 +177,7 @@ class DiskBackend:
             result.update(available=False, error=self.open_error, errors=self.errors)
             return result
         try:
-            entries, volume, limit = await self._run(_volume, cache)
+            entries, volume, limit = await self._run(disk_ops.volume, cache)
             result.update(available=True, entries=entries, bytes=volume, size_limit=limit)
         except Exception as exc:
             self._log.record("stats", exc)
@@ -186,11 +187,11 @@ class DiskBackend:
 
     async def clear(self) -> int:
         """Remove every entry and lock."""
-        return await self._admin("clear", _clear)
+        return await self._admin("clear", disk_ops.clear)
 
     async def prune(self) -> int:
         """Drop expired entries, cull to the size limit, then remove orphan files and compact."""
-        return await self._admin("prune", _prune)
+        return await self._admin("prune", disk_ops.prune)
 
     async def close(self) -> None:
         """Finish background refreshes, close both SQLite connections and the writer thread."""
@@ -209,13 +210,17 @@ class DiskBackend:
         if cache is None:
             return 0
         try:
-            return await self._run(action, cache)
+            return await self._write(cache, action, cache)
         except diskcache.Timeout as exc:
             self._log.record(op, exc)
             return int(exc.args[0]) if exc.args else 0
         except Exception as exc:
             self._log.record(op, exc)
             return 0
+
+    async def _write(self, cache: diskcache.Cache, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run a write on the writer thread, cleaning up after it if it fails (`disk_ops.write`)."""
+        return await self._run(disk_ops.write, cache, fn, *args, **kwargs)
 
     async def _run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -227,7 +232,7 @@ class DiskBackend:
         cache = self._cache
         if cache is not None:
             try:
-                await self._run(cache.delete, _ENTRY + key)
+                await self._write(cache, cache.delete, _ENTRY + key)
             except Exception as delete_exc:
                 self._log.record("evict", delete_exc)
 
@@ -241,49 +246,10 @@ class DiskBackend:
         cache = self._cache
         try:
             if cache is not None:
-                await self._run(_restore, cache, _ENTRY + key, sealed, payload, expire_at, self._clock)
+                await self._write(
+                    cache, disk_ops.restore, cache, _ENTRY + key, sealed, payload, expire_at, self._clock
+                )
         except Exception as exc:
             self._log.record("refresh", exc)
         finally:
             self._refreshing.discard(key)
-
-
-def _delete_if(cache: diskcache.Cache, key: str, token: bytes) -> bool:
-    """Delete `key` only while it still holds `token` (compare-and-delete)."""
-    with cache.transact():
-        if cache.get(key) != token:
-            return False
-        return bool(cache.delete(key))
-
-
-def _restore(
-    cache: diskcache.Cache,
-    key: str,
-    sealed: bytes,
-    payload: bytes,
-    expire_at: float | None,
-    clock: Callable[[], float],
-) -> bool:
-    """Re-store an unchanged entry with a fresh store time and its original expiry."""
-    now = clock()
-    if expire_at is not None and expire_at <= now:
-        return False
-    with cache.transact():
-        if cache.get(key) != sealed:
-            return False
-        expire = None if expire_at is None else expire_at - now
-        return bool(cache.set(key, seal(payload, now), expire=expire))
-
-
-def _volume(cache: diskcache.Cache) -> tuple[int, int, int]:
-    return len(cache), int(cache.volume()), int(cache.size_limit)
-
-
-def _prune(cache: diskcache.Cache) -> int:
-    removed = int(cache.expire()) + int(cache.cull())
-    cache.check(fix=True)  # orphan value files (a write that died mid-way), counters, VACUUM
-    return removed
-
-
-def _clear(cache: diskcache.Cache) -> int:
-    return int(cache.clear())

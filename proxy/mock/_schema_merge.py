@@ -6,9 +6,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-_LOWER_BOUNDS = frozenset({"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains"})
-_UPPER_BOUNDS = frozenset({"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains"})
-_SUBSCHEMAS = frozenset({"items", "additionalProperties", "contains", "propertyNames", "unevaluatedProperties"})
+_LOWER_BOUNDS = frozenset(
+    {"minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains"}
+)
+_UPPER_BOUNDS = frozenset(
+    {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains"}
+)
+_SUBSCHEMAS = frozenset(
+    {"items", "additionalProperties", "contains", "propertyNames", "unevaluatedProperties"}
+)
 # Keywords that cannot be merged into one value: a second occurrence is deferred to a later allOf pass.
 _DEFERRED = frozenset({"$ref", "$dynamicRef", "anyOf", "oneOf", "not", "if"})
 _CONDITIONAL = ("if", "then", "else")
@@ -40,7 +46,10 @@ def merge(parts: list[Any]) -> dict[str, Any]:
 def _merge_key(out: dict[str, Any], key: str, value: Any) -> None:
     current = out[key]
     if key == "properties":
-        out[key] = {**current, **{n: {"allOf": [current[n], s]} if n in current else s for n, s in value.items()}}
+        out[key] = {
+            **current,
+            **{n: {"allOf": [current[n], s]} if n in current else s for n, s in value.items()},
+        }
     elif key == "required":
         out[key] = list(dict.fromkeys([*current, *value]))
     elif key == "allOf":

@@ -6,7 +6,7 @@ import hashlib
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -44,6 +44,7 @@ class MockReply:
     retry_after: float | None = None
     latency_ms: float = 0.0
     stream_chunk_chars: int = 16
+    chunk_delay_ms: float = 0.0  # between stream chunks
     stream_cut: bool = False
     finish_reason: str = "stop"
     usage: Mapping[str, int] = field(default_factory=dict)
@@ -66,17 +67,28 @@ def plan_reply(
         steps = options["script"]
         step = dict(steps[min(call_index, len(steps) - 1)])
         inherited = {k: v for k, v in options.items() if k in COMMON}
-        return plan_reply(step.pop("behaviour"), {**inherited, **step}, request, call_index, generate=generate)
-    seed = int(options.get("seed", 0))
-    reply = _plan(behaviour, options, request, call_index, seed, generate)
-    common = {
-        "latency_ms": float(options.get("latency_ms", 0.0)),
-        "stream_chunk_chars": int(options.get("stream_chunk_chars", 16)),
-        "stream_cut": bool(options.get("stream_cut", reply.stream_cut)),
-    }
-    if reply.kind == "content":
-        reply = _limit(replace(reply, finish_reason=options.get("finish_reason", reply.finish_reason)), request)
-    return replace(reply, **common, usage=usage_for(request, reply.content, reply.tool_calls))
+        return plan_reply(
+            step.pop("behaviour"), {**inherited, **step}, request, call_index, generate=generate
+        )
+    # Replies are built as one dict and constructed once: this runs per request on the benchmark's floor.
+    fields = _plan(behaviour, options, request, call_index, int(options.get("seed", 0)), generate)
+    if fields["kind"] == "content":
+        if "finish_reason" in options:
+            fields["finish_reason"] = options["finish_reason"]
+        _limit(fields, request)
+    if "latency_ms" in options:
+        fields["latency_ms"] = float(options["latency_ms"])
+    if "stream_chunk_chars" in options:
+        fields["stream_chunk_chars"] = int(options["stream_chunk_chars"])
+    if "chunk_delay_ms" in options:
+        fields["chunk_delay_ms"] = float(options["chunk_delay_ms"])
+    if "stream_cut" in options:
+        fields["stream_cut"] = bool(options["stream_cut"])
+    fields["usage"] = usage_for(request, fields.get("content"), fields.get("tool_calls", ()))
+    return MockReply(**fields)
+
+
+Fields = dict[str, Any]
 
 
 def _plan(
@@ -86,17 +98,18 @@ def _plan(
     call_index: int,
     seed: int,
     generate: Generate,
-) -> MockReply:
+) -> Fields:
     if behaviour == "echo":
-        return MockReply("content", content=last_user_text(request))
+        return {"kind": "content", "content": last_user_text(request)}
     if behaviour == "static":
         calls = tuple(_tool_call(c, i) for i, c in enumerate(options.get("tool_calls") or ()))
         content = options.get("content", None if calls else "")
-        return MockReply("content", content=content, tool_calls=calls, finish_reason="tool_calls" if calls else "stop")
+        finish = "tool_calls" if calls else "stop"
+        return {"kind": "content", "content": content, "tool_calls": calls, "finish_reason": finish}
     if behaviour == "error":
         return _error(int(options.get("status", 500)), options.get("retry_after"), options.get("message"))
     if behaviour == "timeout":
-        return MockReply("timeout")
+        return {"kind": "timeout"}
     if behaviour == "flaky":
         return _flaky(options, request, call_index, seed, generate)
     try:
@@ -106,41 +119,48 @@ def _plan(
     except schema_gen.SchemaGenError as exc:
         return _error(400, None, f"mock/{behaviour} cannot answer this response_format / tool schema: {exc}")
     if behaviour == "malformed":
-        return replace(answer, kind="malformed", body=options.get("body", "html"))
+        return {**answer, "kind": "malformed", "body": options.get("body", "html")}
     if behaviour in ("stall", "stream_error"):
-        return replace(answer, kind=behaviour, message=options.get("message", "mock: the stream failed mid-way"))
+        return {**answer, "kind": behaviour, "message": options.get("message", _STREAM_FAILED)}
     return answer  # schema
 
 
-def _answer(options: Mapping[str, Any], request: Mapping[str, Any], seed: int, generate: Generate) -> MockReply:
+_STREAM_FAILED = "mock: the stream failed mid-way"
+
+
+def _answer(options: Mapping[str, Any], request: Mapping[str, Any], seed: int, generate: Generate) -> Fields:
     """The `schema` answer (or `options.content` when given): JSON, a tool call, or plain text."""
     if isinstance(options.get("content"), str):
-        return MockReply("content", content=options["content"])
+        return {"kind": "content", "content": options["content"]}
     tool = forced_tool(request)
     if tool is not None:
         arguments = orjson.dumps(generate(tool.get("parameters") or {"type": "object"}, seed)).decode()
         call = _tool_call({"function": {"name": tool.get("name", "tool"), "arguments": arguments}}, 0)
-        return MockReply("content", tool_calls=(call,), finish_reason="tool_calls")
+        return {"kind": "content", "content": None, "tool_calls": (call,), "finish_reason": "tool_calls"}
     schema = response_schema(request)
     if schema is None:
         rng = random.Random(seed)
-        return MockReply("content", content="Mock answer: " + " ".join(rng.choice(WORDS) for _ in range(8)) + ".")
-    return MockReply("content", content=orjson.dumps(generate(schema, seed)).decode())
+        return {
+            "kind": "content",
+            "content": "Mock answer: " + " ".join(rng.choice(WORDS) for _ in range(8)) + ".",
+        }
+    return {"kind": "content", "content": orjson.dumps(generate(schema, seed)).decode()}
 
 
-def _broken(defect: str, request: Mapping[str, Any], seed: int, generate: Generate) -> MockReply:
+def _broken(defect: str, request: Mapping[str, Any], seed: int, generate: Generate) -> Fields:
     tool = forced_tool(request)
     schema = (tool.get("parameters") if tool else None) or response_schema(request) or DEFAULT_SCHEMA
     text, finish = break_json(generate(schema, seed), defect, schema)
     if tool is None:
-        return MockReply("content", content=text, finish_reason=finish)
+        return {"kind": "content", "content": text, "finish_reason": finish}
     call = _tool_call({"function": {"name": tool.get("name", "tool"), "arguments": text}}, 0)
-    return MockReply("content", tool_calls=(call,), finish_reason="length" if finish == "length" else "tool_calls")
+    finish = "length" if finish == "length" else "tool_calls"
+    return {"kind": "content", "content": None, "tool_calls": (call,), "finish_reason": finish}
 
 
 def _flaky(
     options: Mapping[str, Any], request: Mapping[str, Any], call_index: int, seed: int, generate: Generate
-) -> MockReply:
+) -> Fields:
     rng = random.Random(f"flaky:{seed}:{call_index}")
     if rng.random() >= float(options.get("fault_rate", 0.2)):
         return _answer(options, request, seed, generate)
@@ -148,18 +168,19 @@ def _flaky(
     if isinstance(fault, int):
         return _error(fault, options.get("retry_after"), None)
     if fault == "timeout":
-        return MockReply("timeout")
+        return {"kind": "timeout"}
     answer = _answer(options, request, seed, generate)
     if fault == "cut":
-        return replace(answer, stream_cut=True)
+        return {**answer, "stream_cut": True}
     if fault == "malformed":
-        return replace(answer, kind="malformed", body="html")
-    return replace(answer, kind=fault, message="mock: the stream failed mid-way")
+        return {**answer, "kind": "malformed", "body": "html"}
+    return {**answer, "kind": fault, "message": _STREAM_FAILED}
 
 
-def _error(status: int, retry_after: Any, message: Any) -> MockReply:
+def _error(status: int, retry_after: Any, message: Any) -> Fields:
     text = message or _ERROR_MESSAGES.get(status, f"mock: upstream error {status}")
-    return MockReply("error", status=status, retry_after=None if retry_after is None else float(retry_after), message=text)
+    retry = None if retry_after is None else float(retry_after)
+    return {"kind": "error", "status": status, "retry_after": retry, "message": text}
 
 
 def _tool_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -169,22 +190,27 @@ def _tool_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
         arguments = orjson.dumps(arguments).decode()
     name = str(function.get("name", "tool"))
     digest = hashlib.blake2b(f"{index}:{name}:{arguments}".encode(), digest_size=8).hexdigest()
-    return {"id": call.get("id") or f"call_{digest}", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {
+        "id": call.get("id") or f"call_{digest}",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
 
 
-def _limit(reply: MockReply, request: Mapping[str, Any]) -> MockReply:
+def _limit(fields: Fields, request: Mapping[str, Any]) -> None:
     """Honour `stop` sequences and `max_tokens` / `max_completion_tokens` (4 characters per token)."""
-    content = reply.content
+    content = fields.get("content")
     if not content:
-        return reply
+        return
     stops = request.get("stop")
-    for stop in [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []:
-        if isinstance(stop, str) and stop and stop in content:
-            content = content[: content.index(stop)]
+    if stops:
+        for stop in [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []:
+            if isinstance(stop, str) and stop and stop in content:
+                content = content[: content.index(stop)]
     limit = request.get("max_completion_tokens") or request.get("max_tokens")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and len(content) > limit * 4:
-        return replace(reply, content=content[: limit * 4], finish_reason="length")
-    return replace(reply, content=content)
+        content, fields["finish_reason"] = content[: limit * 4], "length"
+    fields["content"] = content
 
 
 def last_user_text(request: Mapping[str, Any]) -> str:
@@ -199,7 +225,9 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        return "".join(
+            str(p.get("text", "")) for p in content if isinstance(p, Mapping) and p.get("type") == "text"
+        )
     return ""
 
 
@@ -226,9 +254,13 @@ def forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return tools[0]
 
 
-def usage_for(request: Mapping[str, Any], content: str | None, tool_calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+def usage_for(
+    request: Mapping[str, Any], content: str | None, tool_calls: Sequence[Mapping[str, Any]]
+) -> dict[str, int]:
     """Deterministic token counts: one token per 4 characters, at least 1 prompt token."""
-    prompt_chars = sum(len(_text_of(m.get("content"))) for m in request.get("messages") or () if isinstance(m, Mapping))
+    prompt_chars = sum(
+        len(_text_of(m.get("content"))) for m in request.get("messages") or () if isinstance(m, Mapping)
+    )
     completion_chars = len(content or "") + sum(len(c["function"]["arguments"]) for c in tool_calls)
     prompt, completion = max(1, math.ceil(prompt_chars / 4)), math.ceil(completion_chars / 4)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

@@ -43,7 +43,10 @@ def break_json(value: Any, defect: str, schema: Mapping[str, Any] | None = None)
     if defect == "fence":
         return f"```json\n{pretty}\n```", "stop"
     if defect == "prose":
-        return f"Sure! Here is the JSON you asked for:\n\n{pretty}\n\nLet me know if you need anything else.", "stop"
+        return (
+            f"Sure! Here is the JSON you asked for:\n\n{pretty}\n\nLet me know if you need anything else.",
+            "stop",
+        )
     if defect == "trailing_comma":
         return _render(value, quote='"', trailing=True), "stop"
     if defect == "single_quotes":
@@ -64,7 +67,9 @@ def _render(value: Any, *, quote: str, trailing: bool) -> str:
     """JSON-like text with a chosen string quote and, optionally, a trailing comma in every container."""
     comma = "," if trailing else ""
     if isinstance(value, dict):
-        items = [f"{_quote(str(k), quote)}: {_render(v, quote=quote, trailing=trailing)}" for k, v in value.items()]
+        items = [
+            f"{_quote(str(k), quote)}: {_render(v, quote=quote, trailing=trailing)}" for k, v in value.items()
+        ]
         return "{" + ", ".join(items) + (comma if items else "") + "}"
     if isinstance(value, list):
         items = [_render(v, quote=quote, trailing=trailing) for v in value]

@@ -1,4 +1,4 @@
-"""The litellm custom provider `mock`: the mock behaviours served in-process (the only mock module using litellm).
+"""The litellm custom provider `mock`: the mock behaviours in-process (the only mock module using litellm).
 
 Errors are raised as litellm's own exception classes, with the status on `status_code` and the headers
 (`retry-after` when the behaviour gives one) on both `exc.response.headers` (an httpx.Response) and
@@ -35,7 +35,7 @@ _URL = "http://mock.invalid/v1/chat/completions"
 _NOT_REQUEST = frozenset({"mock_options", "max_retries"})
 
 
-class MockLLM(CustomLLM):
+class MockLLM(CustomLLM):  # type: ignore[misc]
     """Answers `litellm.acompletion(model="mock/<behaviour>", mock_options={..., "call_index": n})`."""
 
     async def acompletion(  # type: ignore[override]
@@ -46,19 +46,17 @@ class MockLLM(CustomLLM):
         await _wait_first_byte(reply)
         if reply.kind == "error":
             raise mock_exception(reply, model)
+        # The classes below are what litellm's own openai/ path raises for the same faults over HTTP.
         if reply.kind == "malformed":
-            raise litellm.APIError(
-                status_code=200, message=f"mock: malformed response body ({reply.body})", llm_provider=_PROVIDER,
-                model=model,
-            )  # fmt: skip
+            raise _internal(f"mock: empty or invalid response body ({reply.body})", model)
         if reply.kind == "stream_error":
-            raise litellm.APIError(status_code=500, message=reply.message, llm_provider=_PROVIDER, model=model)
-        if reply.kind == "stall" or reply.stream_cut:
-            if reply.kind == "stall":
-                await _forever()
-            raise litellm.APIConnectionError(
-                message="mock: connection closed mid-response", llm_provider=_PROVIDER, model=model
+            raise litellm.APIError(
+                status_code=500, message=reply.message, llm_provider=_PROVIDER, model=model
             )
+        if reply.kind == "stall":
+            await _forever()
+        if reply.stream_cut:
+            raise _internal("mock: connection error (closed mid-response)", model)
         return _model_response(reply, model)
 
     def astreaming(  # type: ignore[override]
@@ -71,9 +69,13 @@ class MockLLM(CustomLLM):
         return _stream(reply, model)
 
     async def aembedding(  # type: ignore[override]
-        self, model: str, input: list[Any], model_response: EmbeddingResponse, optional_params: dict[str, Any],
+        self,
+        model: str,
+        input: list[Any],
+        model_response: EmbeddingResponse,
+        optional_params: dict[str, Any],
         **_: Any,
-    ) -> EmbeddingResponse:  # fmt: skip
+    ) -> EmbeddingResponse:
         """Deterministic unit vectors of `mock.dimensions` (default 8); error behaviours still fail."""
         options = dict(optional_params.get("mock_options") or {})
         reply = _plan(model, [], optional_params)
@@ -83,7 +85,9 @@ class MockLLM(CustomLLM):
         texts = [item if isinstance(item, str) else str(item) for item in input]
         dimensions = int(options.get("dimensions") or optional_params.get("dimensions") or 8)
         vectors = embed(texts, dimensions, int(options.get("seed", 0)))
-        model_response.data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        model_response.data = [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+        ]
         model_response.model = model
         tokens = max(1, sum(len(t) for t in texts) // 4)
         model_response.usage = litellm.Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
@@ -137,6 +141,11 @@ _BY_STATUS: Mapping[int, Any] = {
 }
 
 
+def _internal(message: str, model: str) -> Exception:
+    exc: Exception = litellm.InternalServerError(message=message, llm_provider=_PROVIDER, model=model)
+    return exc
+
+
 async def _wait_first_byte(reply: MockReply) -> None:
     if reply.latency_ms > 0:
         await asyncio.sleep(reply.latency_ms / 1000)
@@ -165,23 +174,20 @@ def _model_response(reply: MockReply, model: str) -> ModelResponse:
 async def _stream(reply: MockReply, model: str) -> AsyncIterator[GenericStreamingChunk]:
     await _wait_first_byte(reply)
     if reply.kind == "malformed":
-        raise litellm.APIError(
-            status_code=200, message=f"mock: malformed stream ({reply.body})", llm_provider=_PROVIDER, model=model
-        )
+        raise _internal(f"mock: invalid stream body ({reply.body})", model)
     text, size = reply.content or "", reply.stream_chunk_chars
     chunks = [_chunk(text[i : i + size]) for i in range(0, len(text), size)]
     chunks += [_chunk("", tool_use={**call, "index": i}) for i, call in enumerate(reply.tool_calls)]
     failing = reply.stream_cut or reply.kind in ("stall", "stream_error")
-    for chunk in chunks[: max(1, len(chunks) // 2)] if failing else chunks:
+    for index, chunk in enumerate(chunks[: max(1, len(chunks) // 2)] if failing else chunks):
+        if index and reply.chunk_delay_ms:
+            await asyncio.sleep(reply.chunk_delay_ms / 1000)
         yield chunk
     if reply.kind == "stall":
         await _forever()
-    if reply.kind == "stream_error":
-        raise litellm.APIError(status_code=500, message=reply.message, llm_provider=_PROVIDER, model=model)
-    if reply.stream_cut:
-        raise litellm.APIConnectionError(
-            message="mock: connection closed mid-stream", llm_provider=_PROVIDER, model=model
-        )
+    if reply.kind == "stream_error" or reply.stream_cut:
+        message = reply.message if reply.kind == "stream_error" else "mock: connection closed mid-stream"
+        raise litellm.APIConnectionError(message=message, llm_provider=_PROVIDER, model=model)
     yield _chunk("", finished=reply.finish_reason, usage=dict(reply.usage))
 
 

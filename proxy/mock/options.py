@@ -23,13 +23,17 @@ FAULTS = (400, 401, 429, 500, 502, 503, "timeout", "cut", "malformed", "stall", 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 
 
-class MockConfigError(ValueError):
-    """A mock behaviour, option or value that does not exist; `where` is the option's path."""
+Loc = tuple[str | int, ...]
 
-    def __init__(self, message: str, where: str = "") -> None:
-        super().__init__(f"{where}: {message}" if where else message)
+
+class MockConfigError(ValueError):
+    """A mock behaviour, option or value that does not exist; `loc` is the option's path in `mock:`."""
+
+    def __init__(self, message: str, loc: Loc = ()) -> None:
         self.message = message
-        self.where = where
+        self.loc = loc
+        self.where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        super().__init__(f"{self.where}: {message}" if self.where else message)
 
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
@@ -48,14 +52,17 @@ def _number(low: float, high: float | None = None) -> Check:
 
 def _integer(low: int, high: int | None = None) -> Check:
     number = _number(low, high)
-    return lambda v: number(v) if isinstance(v, int) and not isinstance(v, bool) else f"must be an integer, got {v!r}"
+    return lambda v: (
+        number(v) if isinstance(v, int) and not isinstance(v, bool) else f"must be an integer, got {v!r}"
+    )
 
 
 def _one_of(choices: tuple[Any, ...]) -> Check:
     def check(value: Any) -> str | None:
         if value in choices and not isinstance(value, bool):
             return None
-        return f"unknown value {value!r}{_did_you_mean(value, choices)}; expected one of {', '.join(map(str, choices))}"
+        expected = ", ".join(map(str, choices))
+        return f"unknown value {value!r}{_did_you_mean(value, choices)}; expected one of {expected}"
 
     return check
 
@@ -79,6 +86,7 @@ def _faults(value: Any) -> str | None:
 COMMON: Mapping[str, Check] = {
     "latency_ms": _number(0),
     "stream_chunk_chars": _integer(1),
+    "chunk_delay_ms": _number(0),
     "seed": _integer(-(2**63), 2**63),
     "stream_cut": lambda v: None if isinstance(v, bool) else "must be true or false",
     "dimensions": _integer(1, 8192),
@@ -91,7 +99,9 @@ BEHAVIOURS: Mapping[str, Mapping[str, Check]] = {
     "broken-json": {"defect": _one_of(DEFECTS)},
     "error": {"status": _one_of(ERROR_STATUSES), "retry_after": _number(0), "message": _text},
     "timeout": {},
-    "script": {"script": lambda v: None if isinstance(v, list) and v else "must be a non-empty list of steps"},
+    "script": {
+        "script": lambda v: None if isinstance(v, list) and v else "must be a non-empty list of steps"
+    },
     "malformed": {"body": _one_of(MALFORMED_BODIES)},
     "stall": {},
     "stream_error": {"content": _text, "message": _text},
@@ -104,30 +114,35 @@ BEHAVIOURS: Mapping[str, Mapping[str, Check]] = {
 }
 
 
-def validate_options(behaviour: str, options: Mapping[str, Any], where: str = "") -> None:
+def validate_options(behaviour: str, options: Mapping[str, Any], loc: Loc = ()) -> None:
     """Raise MockConfigError for an unknown behaviour, option or value (script steps included)."""
     if behaviour not in BEHAVIOURS:
-        raise MockConfigError(f"unknown mock behaviour {behaviour!r}{_did_you_mean(behaviour, BEHAVIOURS)}", where)
+        raise MockConfigError(
+            f"unknown mock behaviour {behaviour!r}{_did_you_mean(behaviour, BEHAVIOURS)}", loc
+        )
     allowed = {**COMMON, **BEHAVIOURS[behaviour]}
-    prefix = f"{where}." if where else ""
     for key, value in options.items():
         check = allowed.get(key)
         if check is None:
             hint = _did_you_mean(key, allowed)
-            raise MockConfigError(f"unknown option {key!r} for mock/{behaviour}{hint}", f"{prefix}{key}")
+            raise MockConfigError(f"unknown option {key!r} for mock/{behaviour}{hint}", (*loc, key))
         problem = check(value)
         if problem:
-            raise MockConfigError(problem, f"{prefix}{key}")
+            raise MockConfigError(problem, (*loc, key))
     for index, step in enumerate(options.get("script") or ()):
-        step_where = f"{prefix}script[{index}]"
+        step_loc = (*loc, "script", index)
         if not isinstance(step, Mapping) or not isinstance(step.get("behaviour"), str):
-            raise MockConfigError("a script step must be a mapping with a `behaviour`", step_where)
-        if step["behaviour"] == "script" or step["behaviour"] not in BEHAVIOURS:
-            problem = "a script step cannot be another script" if step["behaviour"] == "script" else None
-            name = step["behaviour"]
-            message = problem or f"unknown mock behaviour {name!r}{_did_you_mean(name, BEHAVIOURS)}"
-            raise MockConfigError(message, f"{step_where}.behaviour")
-        validate_options(step["behaviour"], {k: v for k, v in step.items() if k != "behaviour"}, step_where)
+            raise MockConfigError("a script step must be a mapping with a `behaviour`", step_loc)
+        name = step["behaviour"]
+        if name == "script" or name not in BEHAVIOURS:
+            hint = _did_you_mean(name, BEHAVIOURS)
+            message = (
+                "a script step cannot be another script"
+                if name == "script"
+                else f"unknown mock behaviour {name!r}{hint}"
+            )
+            raise MockConfigError(message, (*step_loc, "behaviour"))
+        validate_options(name, {k: v for k, v in step.items() if k != "behaviour"}, step_loc)
 
 
 def _did_you_mean(name: Any, choices: Any) -> str:

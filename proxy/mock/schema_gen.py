@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Mapping
@@ -10,8 +9,9 @@ from typing import Any
 
 import orjson
 
-from proxy.mock._formats import FORMATS, word
+from proxy.mock._formats import word
 from proxy.mock._regex_gen import generate_match
+from proxy.mock._scalars import has_type, number_value, string_value
 from proxy.mock._schema_merge import Unsatisfiable, merge, resolve
 
 __all__ = ["SchemaGenError", "generate"]
@@ -124,7 +124,7 @@ class _Generator:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
-            allowed = [v for v in schema["enum"] if _has_type(v, schema.get("type"))]
+            allowed = [v for v in schema["enum"] if has_type(v, schema.get("type"))]
             if not allowed:
                 raise SchemaGenError("no enum value has an allowed type")
             return self._rng.choice(allowed)
@@ -134,9 +134,9 @@ class _Generator:
         if kind == "array":
             return self._array(schema, depth)
         if kind == "string":
-            return self._string(schema)
+            return string_value(schema, self._rng)
         if kind in ("integer", "number"):
-            return self._number(schema, integer=kind == "integer")
+            return number_value(schema, self._rng, integer=kind == "integer")
         if kind == "boolean":
             return self._rng.random() < 0.5
         return None
@@ -233,42 +233,6 @@ class _Generator:
             out.append(item)
         return out
 
-    def _string(self, schema: Mapping[str, Any]) -> str:
-        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
-        pattern, fmt = schema.get("pattern"), schema.get("format")
-        for attempt in range(16):
-            if isinstance(pattern, str):
-                text = generate_match(pattern, self._rng, extra_repeat=3 + attempt * 2)
-                if text is None:
-                    raise SchemaGenError(f"cannot generate a string matching pattern {pattern!r}")
-            else:
-                text = FORMATS[fmt](self._rng) if fmt in FORMATS and attempt < 8 else self._sized_word(low, high)
-            if len(text) >= low and (high is None or len(text) <= high):
-                return text
-        raise SchemaGenError("cannot meet the string's length bounds")
-
-    def _sized_word(self, low: int, high: int | None) -> str:
-        text = word(self._rng)
-        size = max(low, len(text) if high is None else min(len(text), high))
-        return (text * (1 + size // len(text)))[:size]
-
-    def _number(self, schema: Mapping[str, Any], *, integer: bool) -> int | float:
-        low, high = _bounds(schema, integer)
-        step = schema.get("multipleOf")
-        if step:
-            first, last = math.ceil(low / step), math.floor(high / step)
-            for k in self._rng.sample(range(first, last + 1), min(8, max(0, last - first + 1))):
-                value = k * step
-                if float(value / step).is_integer() and low <= value <= high:
-                    return int(value) if integer or isinstance(value, int) else value
-            raise SchemaGenError("no multiple of multipleOf fits the bounds")
-        if integer:
-            if math.ceil(low) > math.floor(high):
-                raise SchemaGenError("no integer fits the bounds")
-            return self._rng.randint(math.ceil(low), math.floor(high))
-        value = round(low + (high - low) * self._rng.random(), 2)
-        return value if low <= value <= high else (low + high) / 2
-
 
 _INFERRED = (
     ("object", ("properties", "required", "additionalProperties", "patternProperties", "minProperties")),
@@ -276,51 +240,6 @@ _INFERRED = (
     ("string", ("minLength", "maxLength", "pattern", "format")),
     ("number", ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")),
 )
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-    "null": (type(None),),
-}
-
-
-def _has_type(value: Any, declared: Any) -> bool:
-    if declared is None:
-        return True
-    kinds = [declared] if isinstance(declared, str) else list(declared)
-    for kind in kinds:
-        if kind == "integer" and isinstance(value, float) and value.is_integer():
-            return True
-        if isinstance(value, _PY_TYPES.get(kind, ())) and not (kind != "boolean" and isinstance(value, bool)):
-            return True
-    return False
-
-
-def _bounds(schema: Mapping[str, Any], integer: bool) -> tuple[float, float]:
-    """Inclusive (low, high) for a number, defaulting to a small range around the given bound."""
-    gap = 1 if integer else 0.01
-    low, high = schema.get("minimum"), schema.get("maximum")
-    ex_low, ex_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if ex_low is True and low is not None:
-        low += gap
-    elif isinstance(ex_low, int | float) and not isinstance(ex_low, bool):
-        low = ex_low + gap if low is None else max(low, ex_low + gap)
-    if ex_high is True and high is not None:
-        high -= gap
-    elif isinstance(ex_high, int | float) and not isinstance(ex_high, bool):
-        high = ex_high - gap if high is None else min(high, ex_high - gap)
-    if low is None and high is None:
-        low, high = 0, 100
-    elif low is None:
-        low = high - 100
-    elif high is None:
-        high = low + 100
-    if low > high:
-        raise SchemaGenError("the number's bounds leave no value")
-    return low, high
 
 
 def _recursion_weight(branch: Any) -> int:

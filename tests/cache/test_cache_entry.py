@@ -11,7 +11,9 @@ from proxy.cache.envelope import seal, unseal
 COMPLETION = {
     "id": "chatcmpl-1",
     "object": "chat.completion",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"a": 1}'}, "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": '{"a": 1}'}, "finish_reason": "stop"}
+    ],
     "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
 }
 
@@ -30,7 +32,9 @@ def encode(**overrides: object) -> bytes:
 def test_round_trip_keeps_everything() -> None:
     data = encode()
     assert orjson.loads(data)["v"] == 1
-    assert decode_entry(data) == CachedAnswer(COMPLETION, "mock/schema", "repaired", ("fence", "coerce:/age"), 1700000000.5)
+    assert decode_entry(data) == CachedAnswer(
+        COMPLETION, "mock/schema", "repaired", ("fence", "coerce:/age"), 1700000000.5
+    )
 
 
 def test_embeddings_responses_are_storable() -> None:
@@ -48,6 +52,15 @@ def test_outcomes_that_must_never_be_cached_are_refused(outcome: str) -> None:
     assert decode_entry(orjson.dumps(forged)) is None
 
 
+VALID: dict[str, object] = {"v": 1, "response": {"choices": []}, "deployment": "d", "outcome": "pass"}
+VALID.update(repairs=[], created=1)
+
+
+def forged(**changes: object) -> bytes:
+    document = {**VALID, **changes}
+    return orjson.dumps({k: v for k, v in document.items() if v is not ...})
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -55,18 +68,20 @@ def test_outcomes_that_must_never_be_cached_are_refused(outcome: str) -> None:
         b"",
         b"not json",
         b"[]",
-        b'{"v": 2, "response": {"choices": []}, "deployment": "d", "outcome": "pass", "repairs": [], "created": 1}',
-        b'{"v": 1, "response": "x", "deployment": "d", "outcome": "pass", "repairs": [], "created": 1}',
-        b'{"v": 1, "response": {}, "deployment": "d", "outcome": "pass", "repairs": [], "created": 1}',
-        b'{"v": 1, "response": {"choices": []}, "deployment": 3, "outcome": "pass", "repairs": [], "created": 1}',
-        b'{"v": 1, "response": {"choices": []}, "deployment": "d", "outcome": "pass", "repairs": [1], "created": 1}',
-        b'{"v": 1, "response": {"choices": []}, "deployment": "d", "outcome": "pass", "repairs": [], "created": true}',
-        b'{"v": 1, "response": {"choices": []}, "deployment": "d", "outcome": "pass", "repairs": []}',
+        forged(v=2),
+        forged(response="x"),
+        forged(response={}),
+        forged(deployment=3),
+        forged(repairs=[1]),
+        forged(repairs="fence"),
+        forged(created=True),
+        forged(created=...),
         b"\x80\x04\x95",  # the start of a pickle
     ],
 )
 def test_malformed_entries_decode_to_none(data: bytes | None) -> None:
     assert decode_entry(data) is None
+    assert decode_entry(forged()) is not None  # the forgeries differ from a valid entry only as named
 
 
 def test_envelope_round_trip_and_every_single_byte_flip_is_detected() -> None:

@@ -85,8 +85,14 @@ def test_key_order_is_irrelevant_at_every_depth() -> None:
         "model": "fast",
     }
     assert key(reordered) == key()
-    schema_a = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": []}}}
-    schema_b = {"json_schema": {"schema": {"required": [], "type": "object"}, "name": "x"}, "type": "json_schema"}
+    schema_a = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "object", "required": []}},
+    }
+    schema_b = {
+        "json_schema": {"schema": {"required": [], "type": "object"}, "name": "x"},
+        "type": "json_schema",
+    }
     assert key({**BASE, "response_format": schema_a}) == key({**BASE, "response_format": schema_b})
 
 

@@ -1,0 +1,175 @@
+"""Benchmark of the validators library (issue 3): repair quality on the corpus, and validation speed.
+
+Run: .venv/bin/python bench/bench_validators.py   (prints a table; `run()` returns the figures)
+
+Repair quality, on tests/corpus/corpus.jsonl, for (a) json.loads alone, (b) json-repair alone, (c) ours:
+- made valid: the share of REPAIRABLE entries turned into the right document (schema-valid and equal
+  to the entry's expected document);
+- wrong repairs: the share of ALL entries turned into a schema-valid document that is not the right
+  one (for an unrepairable entry any schema-valid result is wrong: the right answer was to refuse).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import json_repair  # noqa: E402
+
+from validators import Output, RequestContext, default_registry, repair  # noqa: E402
+from validators.schema_cache import SchemaCache  # noqa: E402
+
+CORPUS = ROOT / "tests" / "corpus" / "corpus.jsonl"
+SEEDS = ROOT / "tests" / "corpus" / "seeds.json"
+_MISSING = object()
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON documents: key order ignored, but 1, 1.0 and true kept apart."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b or (type(a) is type(b) and a == b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and (math.isnan(a) or math.isnan(b)):
+        return False
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and a == b and type(a) is type(b))
+
+
+def load_corpus() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The corpus entries and the schemas by name."""
+    entries = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    seeds = json.loads(SEEDS.read_text(encoding="utf-8"))
+    return entries, {name: seed["schema"] for name, seed in seeds.items()}
+
+
+def by_json_loads(text: str, schema: Any, finish_reason: str | None) -> Any:
+    """Method (a): strict json.loads, nothing else."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _MISSING
+
+
+def by_json_repair(text: str, schema: Any, finish_reason: str | None) -> Any:
+    """Method (b): json-repair alone, as most gateways use it."""
+    try:
+        value = json_repair.repair_json(text, return_objects=True)
+    except Exception:  # noqa: BLE001 - a crash is a failed repair
+        return _MISSING
+    return _MISSING if value == "" and text.strip() != '""' else value
+
+
+def by_ours(registry: Any) -> Callable[[str, Any, str | None], Any]:
+    """Method (c): validators.repair with the json and json_schema validators."""
+
+    def run(text: str, schema: Any, finish_reason: str | None) -> Any:
+        validators = [registry.create({"type": "json"}), registry.create({"type": "json_schema", "schema": schema})]
+        output = Output(text, finish_reason=finish_reason)
+        result = repair(validators, output, RequestContext())
+        return _MISSING if result is None or result.output.text is None else json.loads(result.output.text)
+
+    return run
+
+
+def score(method: Callable[[str, Any, str | None], Any], entries: list[dict[str, Any]],
+          schemas: dict[str, Any], cache: SchemaCache) -> dict[str, Any]:
+    """Right / wrong / refused counts for one method over the corpus."""
+    right = wrong = 0
+    wrong_ids: list[str] = []
+    missed_ids: list[str] = []
+    for e in entries:
+        value = method(e["text"], schemas[e["schema"]], e.get("finish_reason"))
+        valid = value is not _MISSING and cache.get(schemas[e["schema"]]).is_valid(value)
+        if e["repairable"] and valid and same(value, e["expected"]):
+            right += 1
+        elif valid:
+            wrong += 1
+            wrong_ids.append(e["id"])
+        elif e["repairable"]:
+            missed_ids.append(e["id"])
+    repairable = sum(1 for e in entries if e["repairable"])
+    return {"made_valid": right / repairable, "wrong": wrong / len(entries), "right_count": right,
+            "wrong_count": wrong, "wrong_ids": wrong_ids, "missed_ids": missed_ids}
+
+
+def _median_us(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def _doc_of_size(order: dict[str, Any], target: int) -> dict[str, Any]:
+    item = order["items"][0]
+    doc = dict(order)
+    doc["items"] = []
+    while len(json.dumps(doc)) < target:
+        doc["items"].append(dict(item, sku=f"SKU-{len(doc['items'])}"))
+    return doc
+
+
+def timings(schemas: dict[str, Any]) -> dict[str, float]:
+    """Median microseconds: schema validation of 1 KB and 100 KB documents, pii over 10 KB of text."""
+    registry = default_registry(plugins=False)
+    seeds = json.loads(SEEDS.read_text(encoding="utf-8"))
+    schema = schemas["ecommerce_order"]
+    validator = registry.create({"type": "json_schema", "schema": schema})
+    ctx = RequestContext()
+    out: dict[str, float] = {}
+    for label, size, repeat in (("validate_1kb_us", 1_000, 2000), ("validate_100kb_us", 100_000, 30)):
+        text = json.dumps(_doc_of_size(seeds["ecommerce_order"]["docs"][0], size))
+        assert not validator.check(Output(text), ctx)
+        out[label] = _median_us(lambda t=text: validator.check(Output(t), ctx), repeat)
+    pii = registry.create({"type": "pii"})
+    para = ("Our team met on Tuesday to review the quarterly numbers. Contact jane.doe@example.com or call "
+            "+1 415 555 2671 about invoice 4021; the server at 10.0.12.7 is being retired. ")
+    text = (para * (10_000 // len(para) + 1))[:10_000]
+    out["pii_10kb_us"] = _median_us(lambda: pii.check(Output(text), ctx), 50)
+    return out
+
+
+def run() -> dict[str, Any]:
+    """Compute every figure, print the table, return the figures."""
+    entries, schemas = load_corpus()
+    cache = SchemaCache()
+    registry = default_registry(plugins=False)
+    methods = {"json.loads": by_json_loads, "json-repair": by_json_repair, "ours": by_ours(registry)}
+    results = {name: score(fn, entries, schemas, cache) for name, fn in methods.items()}
+    speed = timings(schemas)
+    repairable = sum(1 for e in entries if e["repairable"])
+    print(f"corpus: {len(entries)} entries, {repairable} repairable, {len(schemas)} schemas")
+    print(f"{'method':<12} {'made valid (of repairable)':>28} {'wrong repairs (of all)':>24}")
+    for name, r in results.items():
+        made = f"{r['made_valid']:.1%} ({r['right_count']})"
+        bad = f"{r['wrong']:.1%} ({r['wrong_count']})"
+        print(f"{name:<12} {made:>28} {bad:>24}")
+    print(f"validate 1 KB: {speed['validate_1kb_us']:.0f} us   validate 100 KB: {speed['validate_100kb_us']:.0f} us"
+          f"   pii on 10 KB: {speed['pii_10kb_us']:.0f} us")
+    ours = results["ours"]
+    if ours["missed_ids"]:
+        print("ours, repairable but not repaired:", ", ".join(ours["missed_ids"]))
+    if ours["wrong_ids"]:
+        print("ours, WRONG repairs:", ", ".join(ours["wrong_ids"]))
+    return {"corpus_entries": len(entries), "repairable": repairable,
+            **{f"{n}_made_valid": r["made_valid"] for n, r in results.items()},
+            **{f"{n}_wrong": r["wrong"] for n, r in results.items()},
+            "ours_missed": ours["missed_ids"], "ours_wrong": ours["wrong_ids"], **speed}
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,208 @@
+"""Medians, paired differences, ratios and targets from the raw rounds; the printed tables."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+RATIOS = (("5", "3"), ("5", "4"), ("6", "3L"), ("7", "2"), ("7s", "2"))
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are not None, or None."""
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def summarize(subjects: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """subject -> concurrency -> median of each figure across rounds."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for key, subject in subjects.items():
+        out[key] = {}
+        for conc, rows in subject.get("runs", {}).items():
+            fields = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req", "upstream_cpu_ms_per_req", "other_cores")
+            figures = {f: median(r.get(f) for r in rows) for f in fields}
+            figures["errors"] = float(sum(r.get("errors", 0) for r in rows))
+            figures["rounds"] = float(len(rows))
+            out[key][conc] = figures
+    return out
+
+
+def added_p50(subjects: Mapping[str, Any], floor: str = "1", conc: str = "1") -> dict[str, float | None]:
+    """Per subject: median over rounds of (its p50 - the floor's p50 in the same round), at `conc`."""
+    base = {r["round"]: r["p50_ms"] for r in subjects.get(floor, {}).get("runs", {}).get(conc, [])}
+    out: dict[str, float | None] = {}
+    for key, subject in subjects.items():
+        rows = subject.get("runs", {}).get(conc, [])
+        out[key] = median(
+            r["p50_ms"] - base[r["round"]]
+            for r in rows
+            if base.get(r["round"]) is not None and r["p50_ms"] is not None
+        )
+    return out
+
+
+def ratios(
+    summary: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+) -> dict[str, dict[str, float | None]]:
+    """'A/B' -> concurrency -> median requests/s of A over that of B."""
+    out: dict[str, dict[str, float | None]] = {}
+    for a, b in RATIOS:
+        name = f"({a})/({b})"
+        out[name] = {}
+        for conc in summary.get(a, {}):
+            top, bottom = summary[a][conc].get("rps"), summary.get(b, {}).get(conc, {}).get("rps")
+            out[name][conc] = top / bottom if top and bottom else None
+    return out
+
+
+def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 8's targets, each with the measured value and whether it holds (None: not measured)."""
+    s, r, added, servers = (
+        results["summary"],
+        results["ratios"],
+        results["added_p50_ms_c1"],
+        results["servers"],
+    )
+
+    def fig(subject: str, field: str, conc: str = "8") -> float | None:
+        return s.get(subject, {}).get(conc, {}).get(field)
+
+    def server(key: str, field: str) -> float | None:
+        return servers.get(key, {}).get(field)
+
+    six, bare = fig("6", "rps"), fig("3L", "rps")
+    rows = [
+        ("(5)/(3) req/s at c8 >= 0.5", r.get("(5)/(3)", {}).get("8"), lambda v: v >= 0.5),
+        ("(5)/(4) req/s at c8 >= 25", r.get("(5)/(4)", {}).get("8"), lambda v: v >= 25),
+        ("(5) CPU per request at c8 <= 0.5 ms", fig("5", "cpu_ms_per_req"), lambda v: v <= 0.5),
+        ("(7)/(2) req/s at c8 >= 0.6", r.get("(7)/(2)", {}).get("8"), lambda v: v >= 0.6),
+        ("(5) added p50 at c1 <= 0.5 ms", added.get("5"), lambda v: v <= 0.5),
+        ("(5) start-up to /health < 1.5 s", server("gp_direct", "startup_median_s"), lambda v: v < 1.5),
+        ("(5) RSS idle < 80 MB", server("gp_direct", "rss_idle_mb"), lambda v: v < 80),
+        ("(6) req/s at c8 >= 0.9 x (3L)", six / bare if six and bare else None, lambda v: v >= 0.9),
+    ]
+    return [{"target": name, "value": v, "met": None if v is None else bool(ok(v))} for name, v, ok in rows]
+
+
+def _num(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain left/right-aligned text table (first column left)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(lines)
+
+
+def noise(subjects: Mapping[str, Any]) -> float | None:
+    """Median over every load run of the cores the rest of the machine used meanwhile."""
+    return median(
+        r.get("other_cores") for s in subjects.values() for rows in s.get("runs", {}).values() for r in rows
+    )
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """Every table of the run as text."""
+    out: list[str] = []
+    other = results["meta"].get("other_load_cores_median")
+    if other is not None and other > 0.25:
+        out.append(
+            f"WARNING: other processes used {other:.2f} of the {results['meta'].get('cpus')} cores "
+            "(median over the load runs): every figure below is depressed and noisy; rerun on a quiet machine."
+        )
+    subjects, summary = results["subjects"], results["summary"]
+    rows = []
+    for key, subject in subjects.items():
+        label = f"({key}) {subject['title']}"
+        if subject.get("status") != "ok":
+            rows.append([label, "FAILED", subject.get("error", "")[:60], "", "", "", "", "", ""])
+            continue
+        for conc, f in summary.get(key, {}).items():
+            rows.append(
+                [
+                    label,
+                    conc,
+                    _num(f["rps"], "{:.0f}"),
+                    _num(f["p50_ms"], "{:.2f}"),
+                    _num(f["p99_ms"], "{:.2f}"),
+                    _num(f["cpu_ms_per_req"], "{:.3f}"),
+                    _num(f.get("upstream_cpu_ms_per_req"), "{:.3f}"),
+                    f"{f['errors']:.0f}",
+                    _num(f.get("other_cores"), "{:.2f}"),
+                ]
+            )
+            label = ""
+    out.append(
+        table(
+            [
+                "subject",
+                "conc",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "cpu ms/req",
+                "upstream cpu",
+                "errors",
+                "other load",
+            ],
+            rows,
+        )
+    )
+    servers, added = results["servers"], results["added_p50_ms_c1"]
+    rows = []
+    for key, subject in subjects.items():
+        srv = servers.get(subject["server"], {})
+        rows.append(
+            [
+                f"({key}) {subject['title']}",
+                _num(added.get(key), "{:+.2f}"),
+                _num(srv.get("startup_median_s"), "{:.2f}"),
+                _num(srv.get("rss_idle_mb")),
+                _num(srv.get("rss_after_mb")),
+            ]
+        )
+    out.append(table(["subject", "added p50 c1 ms", "start-up s", "RSS idle MB", "RSS after MB"], rows))
+    concs = sorted({c for v in results["ratios"].values() for c in v}, key=int)
+    rows = [[name, *(_num(v.get(c), "{:.2f}") for c in concs)] for name, v in results["ratios"].items()]
+    out.append(table(["ratio (req/s)", *(f"c{c}" for c in concs)], rows))
+    rows = [
+        [t["target"], _num(t["value"], "{:.3g}"), {True: "met", False: "MISSED", None: "n/a"}[t["met"]]]
+        for t in results["targets"]
+    ]
+    out.append(table(["target (issue 8)", "value", ""], rows))
+    if results.get("ttfb"):
+        out.append(render_ttfb(results["ttfb"]))
+    return "\n\n".join(out)
+
+
+def render_ttfb(ttfb: Mapping[str, Any]) -> str:
+    """The streaming time-to-first-byte table."""
+    rows = []
+    for name, entry in ttfb.get("paths", {}).items():
+        if entry.get("status") != "ok":
+            rows.append([name, "-", "-", "-", entry.get("status", "") + ": " + entry.get("error", "")[:70]])
+            continue
+        rows.append(
+            [
+                name,
+                _num(entry["headers_ms"], "{:.2f}"),
+                _num(entry["first_content_ms"], "{:.2f}"),
+                _num(entry["total_ms"], "{:.2f}"),
+                entry.get("outcome") or "",
+            ]
+        )
+    return table(["stream TTFB (median ms)", "headers", "first content", "complete", "outcome header"], rows)

@@ -1,0 +1,174 @@
+"""What is measured: the server processes, and the load subjects (a server plus a request shape)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import configs
+import litellm_env
+from payload import MASTER_KEY
+
+BENCH = Path(__file__).resolve().parent
+MOCK_CMD_ENV = (
+    "BENCH_MOCK_CMD"  # dry runs only: e.g. "{python} /tmp/standin.py --port {port} --config {config}"
+)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One process the runner starts: its command, environment and readiness URL path."""
+
+    key: str
+    title: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    port: int
+    health: str
+    start_timeout: float
+
+    def url(self, path: str) -> str:
+        """http://127.0.0.1:PORT + path."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One row of the table: a server and how it is asked."""
+
+    key: str
+    title: str
+    server: str
+    stream: bool = False
+    cache_hit: bool = False
+    guardproxy: bool = False
+
+
+SUBJECTS = (
+    Subject("1", "mock upstream, direct (floor)", "mock"),
+    Subject("2", "fixed-JSON Starlette app (cache-hit ceiling)", "fixed"),
+    Subject("3", "bare aiohttp forwarding app (forwarding ceiling)", "forward"),
+    Subject("3L", "bare Starlette app calling litellm.acompletion", "acompletion"),
+    Subject("4", "LiteLLM proxy", "litellm"),
+    Subject("5", "guardproxy, direct path, json_schema, no cache", "gp_direct", guardproxy=True),
+    Subject("6", "guardproxy, litellm path, json_schema, no cache", "gp_litellm", guardproxy=True),
+    Subject("7", "guardproxy, disk cache hits", "gp_cache", cache_hit=True, guardproxy=True),
+    Subject(
+        "7s", "guardproxy, disk cache hits, stream", "gp_cache", stream=True, cache_hit=True, guardproxy=True
+    ),
+)
+
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def subject_env() -> dict[str, str]:
+    """The environment every subject starts with: ours, minus keys and database URLs, telemetry off."""
+    drop = ("DATABASE_URL", "PYTHONDONTWRITEBYTECODE", "GUARDPROXY_CONFIG", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.endswith("_API_KEY")}
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR")
+    env["PYTHONPATH"] = str(BENCH)
+    return env
+
+
+def mock_argv(python: str, port: int, config: Path) -> tuple[tuple[str, ...], bool]:
+    """`guardproxy mock-server` (or the dry-run override); True when the override is used."""
+    override = os.environ.get(MOCK_CMD_ENV)
+    if override:
+        return tuple(shlex.split(override.format(python=python, port=port, config=config))), True
+    cmd = (
+        python,
+        "-m",
+        "proxy",
+        "mock-server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+    )
+    return cmd, False
+
+
+def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
+    """Every server process of the run, with fresh ports and configs; True when the mock is a stand-in."""
+    python = sys.executable
+    env = subject_env()
+    ports = {key: free_port() for key in ("mock", "fixed", "forward", "acompletion", "litellm")}
+    ports.update({key: free_port() for key in ("gp_direct", "gp_litellm", "gp_cache", "gp_stream")})
+    upstream = f"http://127.0.0.1:{ports['mock']}/v1"
+    mock_cmd, standin = mock_argv(python, ports["mock"], configs.mock_config(work))
+    app_env = {**env, "BENCH_UPSTREAM": upstream}
+
+    def app(name: str, port: int) -> tuple[str, ...]:
+        return (python, str(BENCH / f"{name}.py"), "--port", str(port))
+
+    def guardproxy(name: str, config: Path) -> tuple[str, ...]:
+        return (python, "-m", "proxy", "serve", "--config", str(config), "--port", str(ports[name]))
+
+    gp = {
+        "gp_direct": configs.guardproxy_config(
+            work, "direct", upstream, transport="direct", cache="none", port=ports["gp_direct"]
+        ),
+        "gp_litellm": configs.guardproxy_config(
+            work, "litellm", upstream, transport="litellm", cache="none", port=ports["gp_litellm"]
+        ),
+        "gp_cache": configs.guardproxy_config(
+            work, "cache", upstream, transport="direct", cache="disk", port=ports["gp_cache"]
+        ),
+        "gp_stream": configs.stream_config(work, upstream, ports["gp_stream"]),
+    }
+    specs = [
+        ServerSpec("mock", "mock-server", mock_cmd, env, ports["mock"], "/mock/stats", 60),
+        ServerSpec(
+            "fixed", "fixed_app", app("fixed_app", ports["fixed"]), env, ports["fixed"], "/health", 60
+        ),
+        ServerSpec(
+            "forward",
+            "forward_app",
+            app("forward_app", ports["forward"]),
+            app_env,
+            ports["forward"],
+            "/health",
+            60,
+        ),
+        ServerSpec(
+            "acompletion",
+            "acompletion_app",
+            app("acompletion_app", ports["acompletion"]),
+            app_env,
+            ports["acompletion"],
+            "/health",
+            120,
+        ),
+        ServerSpec(
+            "litellm",
+            "LiteLLM proxy",
+            tuple(litellm_env.command(configs.litellm_config(work, upstream), ports["litellm"])),
+            env,
+            ports["litellm"],
+            "/health/liveliness",
+            240,
+        ),
+    ]
+    titles = {
+        "gp_direct": "guardproxy direct",
+        "gp_litellm": "guardproxy litellm",
+        "gp_cache": "guardproxy cache",
+        "gp_stream": "guardproxy stream",
+    }
+    for key, config in gp.items():
+        specs.append(ServerSpec(key, titles[key], guardproxy(key, config), env, ports[key], "/health", 120))
+    return {spec.key: spec for spec in specs}, standin

@@ -1,0 +1,48 @@
+"""The access log: one structured line per answered request, on the `guardproxy.access` logger."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .redaction import scrub
+
+__all__ = ["ACCESS_FIELDS", "ACCESS_LOGGER", "access_logger", "log_request"]
+
+ACCESS_LOGGER = "guardproxy.access"
+ACCESS_FIELDS = (
+    "request_id",
+    "method",
+    "path",
+    "key",
+    "alias",
+    "policy",
+    "deployment",
+    "outcome",
+    "attempts",
+    "cache",
+    "status",
+    "latency_ms",
+    "tokens",
+    "cost",
+)
+
+
+def access_logger() -> logging.Logger:
+    """The logger `log_request` writes to by default."""
+    return logging.getLogger(ACCESS_LOGGER)
+
+
+def log_request(logger: logging.Logger | None = None, **fields: Any) -> None:
+    """Log one request as a single record; its fields land in the JSON line (see `proxy.logs`)."""
+    logger = logger or access_logger()
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    clean: dict[str, Any] = {name: fields.pop(name, None) for name in ACCESS_FIELDS}
+    clean.update(fields)
+    for name, value in clean.items():
+        if isinstance(value, str):
+            clean[name] = scrub(value)[:256]  # client-chosen strings (alias, request id) stay bounded
+    if isinstance(clean.get("latency_ms"), float):
+        clean["latency_ms"] = round(clean["latency_ms"], 2)
+    logger.info("request", extra={"fields": clean})

@@ -1,0 +1,165 @@
+"""Access log (one JSON line per request) and audit trail (repair, re-ask, rejection), end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+
+import httpx
+import pytest
+
+from proxy.access_log import ACCESS_FIELDS, ACCESS_LOGGER
+from proxy.audit import AuditLog
+from proxy.logs import JsonFormatter, TextFormatter
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+RF = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}
+EMAIL = "alice.secret@example.com"
+CARD = "4111 1111 1111 1111"
+FENCED = '```json\n{"name": "' + EMAIL + '", "age": 3}\n```'
+FORBIDDEN = f"This is FORBIDDEN text; write to {EMAIL} or charge card {CARD}. " + "padding " * 60
+
+
+@pytest.fixture
+def proxy(make_config, start_proxy, tmp_path):
+    config = make_config(
+        {
+            "echo": {"deployments": [{"model": "mock/echo"}]},
+            "fenced": {
+                "policy": "strict-json",
+                "deployments": [{"model": "mock/static", "mock": {"content": FENCED}}],
+            },
+            "bad": {
+                "policy": "no-forbidden",
+                "deployments": [{"model": "mock/static", "mock": {"content": FORBIDDEN}}],
+            },
+        },
+        policies={
+            "no-forbidden": {
+                "validators": [{"type": "regex", "deny": ["(?i)forbidden"]}],
+                "on_fail": ["reask", "reject"],
+                "reask": {"max": 1},
+            }
+        },
+        auth={"keys": [{"name": "team-logs", "key": "sk-logs-client-1234", "models": ["*"]}]},
+    )
+    return start_proxy(config)
+
+
+def post(proxy, body, **headers):
+    return httpx.post(
+        proxy.url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": "Bearer sk-logs-client-1234", **headers},
+        timeout=20,
+    )
+
+
+def access_records(caplog):
+    return [r for r in caplog.records if r.name == ACCESS_LOGGER]
+
+
+def audit_lines(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_one_access_line_per_request_with_fields(proxy, caplog):
+    caplog.set_level(logging.INFO, logger="guardproxy")
+    ok = post(
+        proxy, {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}, **{"x-request-id": "r-1"}
+    )
+    bad = post(proxy, {"model": "echo", "messages": "nope"}, **{"x-request-id": "r-2"})
+    assert ok.status_code == 200 and bad.status_code == 400
+    records = access_records(caplog)
+    assert [r.fields["request_id"] for r in records] == ["r-1", "r-2"]
+    first, second = (r.fields for r in records)
+    assert set(ACCESS_FIELDS) <= set(first)
+    assert first["key"] == "team-logs" and first["alias"] == "echo"
+    assert first["deployment"] == "mock/echo" and first["outcome"] == "pass"
+    assert first["attempts"] == 1 and first["cache"] == "miss" and first["status"] == 200
+    assert first["tokens"] == int(ok.headers["x-guardproxy-total-tokens"]) > 0
+    assert isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
+    assert second["status"] == 400 and second["outcome"] == "error" and second["attempts"] == 0
+    line = json.loads(JsonFormatter().format(records[0]))  # what production writes: one JSON object
+    assert line["msg"] == "request" and line["request_id"] == "r-1" and line["status"] == 200
+
+
+def test_cache_hit_is_logged_as_hit_with_zero_attempts(proxy, caplog):
+    caplog.set_level(logging.INFO, logger="guardproxy")
+    body = {"model": "echo", "messages": [{"role": "user", "content": "twice"}]}
+    assert post(proxy, body).status_code == 200
+    assert post(proxy, body).headers["x-guardproxy-cache"] == "hit"
+    hit = access_records(caplog)[-1].fields
+    assert hit["cache"] == "hit" and hit["attempts"] == 0 and hit["tokens"] == 0
+
+
+def test_text_format_on_a_terminal_is_one_readable_line():
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 1, "request", None, None)
+    record.fields = {"request_id": "abc", "status": 200, "key": "team-a"}
+    text = TextFormatter().format(record)
+    assert "\n" not in text and "request request_id=abc status=200 key=team-a" in text
+
+
+def test_audit_repair_line_with_redacted_excerpt(proxy, tmp_path):
+    r = post(
+        proxy, {"model": "fenced", "messages": [{"role": "user", "content": "x"}], "response_format": RF}
+    )
+    assert r.status_code == 200 and r.headers["x-guardproxy-outcome"] == "repaired"
+    lines = [a for a in audit_lines(tmp_path) if a["request_id"] == r.headers["x-request-id"]]
+    assert [a["kind"] for a in lines] == ["repair"]
+    repair = lines[0]
+    assert repair["policy"] == "strict-json" and repair["alias"] == "fenced"
+    assert repair["deployment"] == "mock/static" and "fence" in repair["repairs"]
+    assert "[EMAIL]" in repair["excerpt"] and EMAIL not in json.dumps(repair)
+
+
+def test_audit_violation_reask_rejection(proxy, tmp_path):
+    r = post(proxy, {"model": "bad", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 422, r.text
+    rid = r.headers["x-request-id"]
+    lines = [a for a in audit_lines(tmp_path) if a["request_id"] == rid]
+    kinds = [a["kind"] for a in lines]
+    assert kinds == ["violation", "reask", "violation", "rejection"], kinds
+    for line in lines:
+        assert line["policy"] == "no-forbidden" and line["alias"] == "bad"
+        assert EMAIL not in json.dumps(line) and "4111" not in json.dumps(line)
+    violation = lines[0]
+    assert violation["validator"] == "regex" and violation["deployment"] == "mock/static"
+    assert "[EMAIL]" in violation["excerpt"] and "[CREDIT_CARD]" in violation["excerpt"]
+    assert len(violation["excerpt"]) <= 201  # truncated (the output is ~600 characters)
+    assert lines[-1]["validator"] == "regex" and lines[-1]["message"]
+    mode = stat.S_IMODE(os.stat(tmp_path / "audit.jsonl").st_mode)
+    assert mode == 0o600
+
+
+def test_audit_file_rotates_and_tail_reads_the_end(tmp_path):
+    path = tmp_path / "sub" / "audit.jsonl"
+    log = AuditLog(path, max_bytes=2048, backups=2)
+    for i in range(60):
+        log.record("violation", request_id=f"r{i}", policy="p", deployment="d", alias="a", excerpt="x" * 50)
+    tail = log.tail(5)
+    log.close()
+    assert [t["request_id"] for t in tail] == [f"r{i}" for i in range(55, 60)]
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    for name in files:
+        assert stat.S_IMODE(os.stat(path.parent / name).st_mode) == 0o600
+        assert all(len(line) < 2048 for line in (path.parent / name).read_text().splitlines())
+
+
+def test_audit_never_raises_and_disabled_path(tmp_path):
+    AuditLog(None, max_bytes=1024, backups=0).record(
+        "repair", request_id="r", policy="p", deployment="d", alias="a"
+    )
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    log = AuditLog(blocked / "audit.jsonl", max_bytes=1024, backups=0)
+    log.record("repair", request_id="r", policy="p", deployment="d", alias="a", excerpt=EMAIL)
+    assert not log.enabled and log.tail(3) == []
