@@ -1,4 +1,4 @@
-"""Subject (2): a Starlette app answering every chat completion with one fixed JSON body (the cache-hit ceiling)."""
+"""Subject (2): a Starlette app answering every chat completion with one fixed body (cache-hit ceiling)."""
 
 from __future__ import annotations
 

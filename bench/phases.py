@@ -81,7 +81,8 @@ def probe(subject: Subject, spec: ServerSpec) -> tuple[str | None, dict[str, str
     seen = {k: v for k, v in reply.headers.items() if k.startswith("x-guardproxy-")}
     problem = measure.check(reply, subject.stream)
     if problem is None and subject.cache_hit and seen.get("x-guardproxy-cache") != "hit":
-        problem = f"the second identical request was not a cache hit (x-guardproxy-cache: {seen.get('x-guardproxy-cache')})"
+        got = seen.get("x-guardproxy-cache")
+        problem = f"the second identical request was not a cache hit (x-guardproxy-cache: {got})"
     return (f"probe: {problem}" if problem else None), seen
 
 

@@ -122,7 +122,7 @@ def render(results: Mapping[str, Any]) -> str:
     if other is not None and other > 0.25:
         out.append(
             f"WARNING: other processes used {other:.2f} of the {results['meta'].get('cpus')} cores "
-            "(median over the load runs): every figure below is depressed and noisy; rerun on a quiet machine."
+            "(median over the load runs): every figure below is depressed and noisy; rerun on a quiet machine"
         )
     subjects, summary = results["subjects"], results["summary"]
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -20,6 +21,7 @@ from . import routes
 from .cache import CacheBackend, SingleFlight, open_backend
 from .errors import HeadersTooLarge, Overloaded, ProxyError
 from .metrics import Metrics
+from .reload import Reloader
 from .services import Runtime, Services, load_runtime
 from .settings import Settings
 from .upstream import Upstream
@@ -101,7 +103,7 @@ def _request_id(scope: Scope) -> str:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             if 0 < len(text) <= 128 and text.isprintable():
-                return text
+                return str(text)
     return uuid.uuid4().hex
 
 
@@ -111,6 +113,7 @@ def create_app(
     upstream: Upstream | None = None,
     cache: CacheBackend | None = None,
     metrics: Metrics | None = None,
+    reload_interval: float = 1.0,
 ) -> Starlette:
     """Build the guardproxy app; collaborators may be injected (tests pass real alternatives)."""
     runtime = config if isinstance(config, Runtime) else load_runtime(config)
@@ -126,6 +129,7 @@ def create_app(
             path=settings.cache.path,
             url=settings.cache.url,
             size_limit_mb=settings.cache.size_limit_mb,
+            on_error=lambda op, exc: metrics.cache.labels("error").inc(),
         )
         services = Services(
             runtime=runtime, upstream=up, cache=backend, flights=SingleFlight(backend), metrics=metrics
@@ -133,9 +137,17 @@ def create_app(
         app.state.services = services
         if not settings.auth.keys:
             log.warning("no auth.keys configured: every caller may use every model (local development only)")
+        watcher = None
+        if settings.config_path is not None and reload_interval > 0:
+            reloader = Reloader(settings.config_path, lambda: services.runtime,
+                                lambda fresh: setattr(services, "runtime", fresh), interval=reload_interval)
+            app.state.reloader = reloader
+            watcher = asyncio.create_task(reloader.run())
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await up.close()
             await backend.close()
 

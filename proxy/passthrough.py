@@ -59,7 +59,7 @@ class Relay:
         if not self.template:
             self.template = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
             self.template["object"] = "chat.completion.chunk"
-        out = []
+        out: list[dict[str, Any]] = []
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             new: dict[str, Any] = {k: v for k, v in delta.items() if k in ("role", "refusal")}
@@ -77,7 +77,7 @@ class Relay:
 
     def close(self) -> list[dict[str, Any]]:
         """The held-back tail, the tool calls (validated at the end) and the finish chunk."""
-        out = []
+        out: list[dict[str, Any]] = []
         text = self._feed(self.guard.finish())
         if self.stopped:
             return out

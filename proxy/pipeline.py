@@ -112,14 +112,14 @@ async def handle_chat(
     async def produce_shared() -> tuple[dict[str, Any], AnswerMeta]:
         if not mode.read:
             return await produce()
-        shared = await services.flights.run(
-            key, produce, lookup=lambda: _lookup(services, key), wait=settings.retry.deadline
-        )
+        shared: object = await services.flights.run(
+            key, produce, lookup=lambda: _lookup(services, key),  # type: ignore[arg-type, return-value]
+            wait=min(5.0, settings.retry.deadline), lock_ttl=max(d.timeout for d in alias.deployments))
         if isinstance(shared, CachedAnswer):  # another process produced it while we waited
             hit_meta = AnswerMeta(policy=policy.name, cache="hit", cache_key=key)
             _fill_from_entry(hit_meta, shared)
             return shared.response, hit_meta
-        return shared
+        return shared  # type: ignore[return-value]
 
     if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
         return await _passthrough(

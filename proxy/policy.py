@@ -18,7 +18,7 @@ from .yamlfile import ConfigError, Problem, load_yaml
 __all__ = ["Policy", "PolicySpec", "load_policies", "load_policy"]
 
 Step = Literal["repair", "reask", "fallback", "reject"]
-_LADDER_ORDER = ("repair", "reask", "fallback", "reject")
+_LADDER_ORDER: tuple[Step, ...] = ("repair", "reask", "fallback", "reject")
 
 
 class ReaskSpec(Frozen):

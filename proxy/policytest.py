@@ -21,7 +21,7 @@ OUTCOMES = ("pass", "repaired", "redacted", "flagged", "rejected")
 _CASE_KEYS = ("name", "output", "request", "expect")
 _EXPECT_KEYS = ("outcome", "violations", "content")
 _OUTPUT_KEYS = ("content", "tool_calls")
-_CONTEXT_KEYS = ("response_format", "tools", "messages")  # the request fields that can change a verdict
+_CONTEXT_KEYS = ("response_format", "tools", "messages")  # the request fields a case usually sets
 _NO_CASES = "no such cases file: write one (a YAML list of {name, output, request?, expect?}) or pass CASES"
 _NOT_OFFLINE = {"reasked": "would re-ask", "fallback": "would fall back"}
 

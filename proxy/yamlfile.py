@@ -141,7 +141,7 @@ def _convert(
                 Problem(str(path), node.start_mark.line + 1, format_where(loc), what)
             ),
         )
-        if node.style is None and isinstance(value, str):
+        if getattr(node, "style", None) is None and isinstance(value, str):
             value = yaml.safe_load(value) if value.strip() else value
     return value
 

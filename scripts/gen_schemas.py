@@ -221,7 +221,7 @@ def _allow_env(prop: dict[str, Any]) -> dict[str, Any]:
         if any(_any_string(branch) for branch in prop["anyOf"]):
             return prop
         return {**prop, "anyOf": [*prop["anyOf"], {"$ref": "#/$defs/EnvVar"}]}
-    outer = {k: prop[k] for k in ("title", "description", "default") if k in prop}
+    outer: dict[str, Any] = {k: prop[k] for k in ("title", "description", "default") if k in prop}
     inner = {k: v for k, v in prop.items() if k not in outer}
     return {**outer, "anyOf": [inner, {"$ref": "#/$defs/EnvVar"}]}
 

@@ -91,10 +91,10 @@ def test_dashboard_in_chromium(
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
             page.goto(f"{server.url}/ui?key={ADMIN_KEY}")
             page.wait_for_function(TOTAL_SHOWN, arg=12, timeout=20_000)
-            for burst in ("b", "c"):  # two more bursts while the page watches: the charts get rates
-                page.wait_for_timeout(1500)
+            for burst, shown in (("b", 24), ("c", 36)):  # two bursts in two 2 s bins: the charts get rates
+                page.wait_for_timeout(2100)
                 send_traffic(client, burst)
-            page.wait_for_function(TOTAL_SHOWN, arg=36, timeout=20_000)
+                page.wait_for_function(TOTAL_SHOWN, arg=shown, timeout=20_000)
             page.wait_for_function("() => Number(document.body.dataset.snapshots || 0) >= 3", timeout=10_000)
             check_numbers(page, scrape(server.url))
             page.screenshot(path=str(shot), full_page=True)

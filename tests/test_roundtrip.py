@@ -131,3 +131,13 @@ def test_request_id_is_echoed(proxy):
     )
     assert r.status_code == 200
     assert r.headers["x-request-id"] == "my-trace-42"
+
+
+def test_embeddings_through_sdk(make_config, start_proxy, client_for):
+    proxy = start_proxy(make_config({"embed": {"deployments": [{"model": "mock/echo", "mock": {"dimensions": 8}}]}}))
+    client = client_for(proxy)
+    result = client.embeddings.create(model="embed", input=["alpha", "beta", "alpha"])
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 3 and all(len(v) == 8 for v in vectors)
+    assert vectors[0] == vectors[2] and vectors[0] != vectors[1]
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-6

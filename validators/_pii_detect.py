@@ -28,14 +28,21 @@ def _luhn(text: str) -> bool:
         total += d
     if total % 10:
         return False
-    two, four = int(digits[:2]), int(digits[:4])
-    return (
-        digits[0] == "4"
-        or 51 <= two <= 55
-        or 2221 <= four <= 2720
-        or two in (34, 37, 36, 38, 30, 35, 62)
-        or digits.startswith(("6011", "65", "64"))
-    )
+    return _card_brand_length_ok(digits)
+
+
+def _card_brand_length_ok(digits: str) -> bool:
+    """The number has a known issuer prefix and that issuer's length."""
+    n, two, four = len(digits), int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)  # Visa
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16  # Mastercard
+    if two in (34, 37):
+        return n == 15  # American Express
+    if digits.startswith(("6011", "65", "64", "62", "35")):
+        return 16 <= n <= 19  # Discover, UnionPay, JCB
+    return two in (30, 36, 38, 39) and 14 <= n <= 19  # Diners Club
 
 
 def _ssn(text: str) -> bool:
