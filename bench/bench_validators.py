@@ -44,8 +44,17 @@ def same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float) and (math.isnan(a) or math.isnan(b)):
         return False
-    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                                             and not isinstance(a, bool) and a == b and type(a) is type(b))
+    return (
+        type(a) is type(b)
+        and a == b
+        or (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and not isinstance(a, bool)
+            and a == b
+            and type(a) is type(b)
+        )
+    )
 
 
 def load_corpus() -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -76,7 +85,10 @@ def by_ours(registry: Any) -> Callable[[str, Any, str | None], Any]:
     """Method (c): validators.repair with the json and json_schema validators."""
 
     def run(text: str, schema: Any, finish_reason: str | None) -> Any:
-        validators = [registry.create({"type": "json"}), registry.create({"type": "json_schema", "schema": schema})]
+        validators = [
+            registry.create({"type": "json"}),
+            registry.create({"type": "json_schema", "schema": schema}),
+        ]
         output = Output(text, finish_reason=finish_reason)
         result = repair(validators, output, RequestContext())
         return _MISSING if result is None or result.output.text is None else json.loads(result.output.text)
@@ -84,8 +96,12 @@ def by_ours(registry: Any) -> Callable[[str, Any, str | None], Any]:
     return run
 
 
-def score(method: Callable[[str, Any, str | None], Any], entries: list[dict[str, Any]],
-          schemas: dict[str, Any], cache: SchemaCache) -> dict[str, Any]:
+def score(
+    method: Callable[[str, Any, str | None], Any],
+    entries: list[dict[str, Any]],
+    schemas: dict[str, Any],
+    cache: SchemaCache,
+) -> dict[str, Any]:
     """Right / wrong / refused counts for one method over the corpus."""
     right = wrong = 0
     wrong_ids: list[str] = []
@@ -101,8 +117,14 @@ def score(method: Callable[[str, Any, str | None], Any], entries: list[dict[str,
         elif e["repairable"]:
             missed_ids.append(e["id"])
     repairable = sum(1 for e in entries if e["repairable"])
-    return {"made_valid": right / repairable, "wrong": wrong / len(entries), "right_count": right,
-            "wrong_count": wrong, "wrong_ids": wrong_ids, "missed_ids": missed_ids}
+    return {
+        "made_valid": right / repairable,
+        "wrong": wrong / len(entries),
+        "right_count": right,
+        "wrong_count": wrong,
+        "wrong_ids": wrong_ids,
+        "missed_ids": missed_ids,
+    }
 
 
 def _median_us(fn: Callable[[], Any], repeat: int) -> float:
@@ -136,8 +158,10 @@ def timings(schemas: dict[str, Any]) -> dict[str, float]:
         assert not validator.check(Output(text), ctx)
         out[label] = _median_us(lambda t=text: validator.check(Output(t), ctx), repeat)
     pii = registry.create({"type": "pii"})
-    para = ("Our team met on Tuesday to review the quarterly numbers. Contact jane.doe@example.com or call "
-            "+1 415 555 2671 about invoice 4021; the server at 10.0.12.7 is being retired. ")
+    para = (
+        "Our team met on Tuesday to review the quarterly numbers. Contact jane.doe@example.com or call "
+        "+1 415 555 2671 about invoice 4021; the server at 10.0.12.7 is being retired. "
+    )
     text = (para * (10_000 // len(para) + 1))[:10_000]
     out["pii_10kb_us"] = _median_us(lambda: pii.check(Output(text), ctx), 50)
     return out
@@ -158,17 +182,24 @@ def run() -> dict[str, Any]:
         made = f"{r['made_valid']:.1%} ({r['right_count']})"
         bad = f"{r['wrong']:.1%} ({r['wrong_count']})"
         print(f"{name:<12} {made:>28} {bad:>24}")
-    print(f"validate 1 KB: {speed['validate_1kb_us']:.0f} us   validate 100 KB: {speed['validate_100kb_us']:.0f} us"
-          f"   pii on 10 KB: {speed['pii_10kb_us']:.0f} us")
+    print(
+        f"validate 1 KB: {speed['validate_1kb_us']:.0f} us   validate 100 KB: {speed['validate_100kb_us']:.0f} us"
+        f"   pii on 10 KB: {speed['pii_10kb_us']:.0f} us"
+    )
     ours = results["ours"]
     if ours["missed_ids"]:
         print("ours, repairable but not repaired:", ", ".join(ours["missed_ids"]))
     if ours["wrong_ids"]:
         print("ours, WRONG repairs:", ", ".join(ours["wrong_ids"]))
-    return {"corpus_entries": len(entries), "repairable": repairable,
-            **{f"{n}_made_valid": r["made_valid"] for n, r in results.items()},
-            **{f"{n}_wrong": r["wrong"] for n, r in results.items()},
-            "ours_missed": ours["missed_ids"], "ours_wrong": ours["wrong_ids"], **speed}
+    return {
+        "corpus_entries": len(entries),
+        "repairable": repairable,
+        **{f"{n}_made_valid": r["made_valid"] for n, r in results.items()},
+        **{f"{n}_wrong": r["wrong"] for n, r in results.items()},
+        "ours_missed": ours["missed_ids"],
+        "ours_wrong": ours["wrong_ids"],
+        **speed,
+    }
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import routes
+from . import dashboard, routes
 from .cache import CacheBackend, SingleFlight, open_backend
 from .errors import HeadersTooLarge, Overloaded, ProxyError
 from .metrics import Metrics
@@ -139,8 +139,12 @@ def create_app(
             log.warning("no auth.keys configured: every caller may use every model (local development only)")
         watcher = None
         if settings.config_path is not None and reload_interval > 0:
-            reloader = Reloader(settings.config_path, lambda: services.runtime,
-                                lambda fresh: setattr(services, "runtime", fresh), interval=reload_interval)
+            reloader = Reloader(
+                settings.config_path,
+                lambda: services.runtime,
+                lambda fresh: setattr(services, "runtime", fresh),
+                interval=reload_interval,
+            )
             app.state.reloader = reloader
             watcher = asyncio.create_task(reloader.run())
         try:
@@ -159,6 +163,9 @@ def create_app(
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/ui", dashboard.page, methods=["GET"]),
+            Route("/ui/api/snapshot", dashboard.snapshot, methods=["GET"]),
+            Route("/ui/{name}", dashboard.asset, methods=["GET"]),
         ],
         exception_handlers={
             ProxyError: _handle_proxy_error,

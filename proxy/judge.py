@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +42,19 @@ def _write_back(message: dict[str, Any], output: Output) -> None:
         message["tool_calls"] = [dict(c) for c in output.tool_calls]
 
 
+def _copy_messages(completion: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy deep enough to rewrite messages without touching the provider's dict."""
+    copied = dict(completion)
+    choices = completion.get("choices") or ()
+    copied["choices"] = [{**c, "message": dict(c.get("message") or {})} for c in choices]
+    return copied
+
+
 def judge(
     completion: Mapping[str, Any], validators: Sequence[Validator], ctx: RequestContext, *, allow_repair: bool
 ) -> Judgement:
     """Redact, check and (when allowed) repair every choice of `completion`."""
-    result = Judgement(completion=copy.deepcopy(dict(completion)))
+    result = Judgement(completion=_copy_messages(completion))
     blocking = [v for v in validators if v.on_fail != "flag"]
     for choice in result.completion.get("choices") or ():
         message = choice.setdefault("message", {})
@@ -56,6 +63,7 @@ def judge(
             output, names = redact(validators, output, ctx)
             result.redactions.extend(names)
         violations: list[Violation] = []
+        flagged_before = list(result.flagged)
         for validator in validators:
             found = validator.check(output, ctx)
             if not found:
@@ -72,7 +80,10 @@ def judge(
                 output = fixed.output
                 result.repairs.extend(fixed.changes)
                 violations = []
-                result.flagged = [v for v in result.flagged if v in check(validators, output, ctx)]
+                still = check(validators, output, ctx)
+                result.flagged = flagged_before + [
+                    v for v in result.flagged[len(flagged_before) :] if v in still
+                ]
         if violations:
             result.violations.extend(violations)
             result.invalid_output = result.invalid_output or output

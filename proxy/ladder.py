@@ -196,9 +196,13 @@ async def run_ladder(
                     raise
                 break
             judgement = judge(result.completion, validators, ctx, allow_repair="repair" in steps)
+            if not judgement.ok or judgement.flagged:
+                run.events.step("violation", dep.model, judgement)
             if judgement.ok or (policy.spec.mode == "monitor"):
                 if not judgement.ok:
                     judgement.flagged.extend(judgement.violations + judgement.rejected)
+                if judgement.repairs:
+                    run.events.step("repair", dep.model, judgement)
                 outcome = _outcome(index, reasks, judgement)
                 return Verdict(
                     judgement.completion,
@@ -208,7 +212,6 @@ async def run_ladder(
                     tuple(judgement.flagged),
                 )
             violations = judgement.violations + judgement.rejected
-            run.events.step("violation", dep.model, judgement)
             if judgement.rejected:
                 raise _rejection(violations)
             if (

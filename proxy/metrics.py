@@ -77,6 +77,11 @@ class _LadderMetrics:
 
     def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None:
         self._m.steps.labels(self._policy, kind).inc()
-        if kind == "violation" and judgement is not None:
-            for v in judgement.violations + judgement.rejected:
+        if judgement is None:
+            return
+        if kind == "violation":
+            for v in judgement.violations + judgement.rejected + judgement.flagged:
                 self._m.violations.labels(self._policy, v.validator).inc()
+        elif kind == "repair":
+            for change in judgement.repairs:
+                self._m.repairs.labels(change.split(":", 1)[0]).inc()

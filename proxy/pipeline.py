@@ -88,6 +88,8 @@ async def handle_chat(
         hit = decode_entry(await services.cache.get(key))
         if hit is not None:
             services.metrics.cache.labels("hit").inc()
+            usage = hit.response.get("usage") or {}
+            services.metrics.tokens_saved.labels(chat.model).inc(int(usage.get("total_tokens") or 0))
             return _replay(hit, meta, chat), meta
     services.metrics.cache.labels(mode.label).inc()
 
@@ -113,8 +115,12 @@ async def handle_chat(
         if not mode.read:
             return await produce()
         shared: object = await services.flights.run(
-            key, produce, lookup=lambda: _lookup(services, key),  # type: ignore[arg-type, return-value]
-            wait=min(5.0, settings.retry.deadline), lock_ttl=max(d.timeout for d in alias.deployments))
+            key,
+            produce,
+            lookup=lambda: _lookup(services, key),  # type: ignore[arg-type, return-value]
+            wait=min(5.0, settings.retry.deadline),
+            lock_ttl=max(d.timeout for d in alias.deployments),
+        )
         if isinstance(shared, CachedAnswer):  # another process produced it while we waited
             hit_meta = AnswerMeta(policy=policy.name, cache="hit", cache_key=key)
             _fill_from_entry(hit_meta, shared)

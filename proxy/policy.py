@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,11 +71,18 @@ class Policy:
     def name(self) -> str:
         return self.spec.name
 
-    def validators_for(self, registry: Registry, ctx: RequestContext) -> list[Validator]:
-        """The policy's validators plus those the request's response_format brings in."""
-        present = {v.type for v in self.validators}
-        extra = [v for v in implicit_validators(registry, ctx) if v.type not in present]
-        return [*extra, *self.validators]
+    _implicit: dict[bool, tuple[Validator, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def validators_for(self, registry: Registry, ctx: RequestContext) -> tuple[Validator, ...]:
+        """The policy's validators plus those the request's response_format brings in (built once)."""
+        if not ctx.wants_json():
+            return self.validators
+        with_schema = ctx.response_schema() is not None
+        found = self._implicit.get(with_schema)
+        if found is None:
+            extra = implicit_validators(registry, ctx, self.validators)
+            found = self._implicit[with_schema] = (*extra, *self.validators)
+        return found
 
 
 def load_policy(path: Path, registry: Registry) -> Policy:
@@ -97,7 +104,9 @@ def load_policy(path: Path, registry: Registry) -> Policy:
             built.append(registry.create(raw, base_dir=path.parent))
         except ValidatorConfigError as exc:
             key = getattr(exc, "key", None)
+            index = getattr(exc, "index", None)
             loc: tuple[str | int, ...] = ("validators", i) + ((key,) if key else ("type",))
+            loc += (index,) if index is not None else ()
             problems.append(located.problem(loc, str(exc)))
     if problems:
         raise ConfigError(problems)

@@ -1,5 +1,6 @@
 """Hot reload: on SIGHUP or when config.yaml or a policy file changes, load the new set whole; if it is
-invalid, keep serving the old one and log the problems. Requests in flight keep the runtime they started with."""
+invalid, keep serving the old one and log the problems. Requests in flight keep the runtime they
+started with."""
 
 from __future__ import annotations
 
@@ -23,8 +24,14 @@ log = logging.getLogger("guardproxy.reload")
 class Reloader:
     """Watches the config file and the policies folder (mtimes, polled) and swaps the runtime."""
 
-    def __init__(self, config_path: Path, get: Callable[[], Runtime], swap: Callable[[Runtime], None],
-                 *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        get: Callable[[], Runtime],
+        swap: Callable[[Runtime], None],
+        *,
+        interval: float = 1.0,
+    ) -> None:
         self._path = config_path
         self._get = get
         self._swap = swap
@@ -61,8 +68,9 @@ class Reloader:
             return False
         self._swap(fresh)
         self.reloads += 1
-        log.warning("configuration reloaded (%d models, %d policies)", len(fresh.settings.models),
-                    len(fresh.policies))
+        log.warning(
+            "configuration reloaded (%d models, %d policies)", len(fresh.settings.models), len(fresh.policies)
+        )
         return True
 
     def _keep_resilience(self) -> Resilience | None:

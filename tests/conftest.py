@@ -1,9 +1,13 @@
-"""Shared fixtures: isolated environment, config builders, real servers on loopback."""
+"""Shared fixtures: isolated environment, config builders, real servers on loopback, a redis-server."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +16,12 @@ import openai
 import pytest
 import yaml
 
-from tests.servers import ServerThread
+from tests.servers import ServerThread, free_port
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REPO = Path(__file__).resolve().parent.parent
+# Read at import: the suite's autouse `clean_environ` removes GUARDPROXY_* variables inside tests.
+NO_REDIS = os.environ.get("GUARDPROXY_NO_REDIS") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +99,88 @@ def async_client_for() -> Callable[..., openai.AsyncOpenAI]:
         return openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=30, **kw)
 
     return make
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A redis-server child process with no persistence, bound to 127.0.0.1:port."""
+
+    def __init__(self, binary: str, port: int, workdir: Path) -> None:
+        self.binary = binary
+        self.port = port
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        args += ["--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.01)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, not a shutdown) and wait for it to go."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server accepts connections but answers nothing (a stalled Redis)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """The redis-server executable; a missing one fails the test unless GUARDPROXY_NO_REDIS=1."""
+    if NO_REDIS:
+        pytest.skip("GUARDPROXY_NO_REDIS=1: the Redis tests were switched off explicitly")
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("redis-server not found: `apt-get install -y redis-server`, or set GUARDPROXY_NO_REDIS=1")
+    return found
+
+
+@pytest.fixture
+def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server per test, stopped (SIGCONT first, in case it was paused) at teardown."""
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = RedisServer(redis_binary, free_port(), workdir).start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.resume()
+        server.kill()

@@ -24,9 +24,17 @@ def _string(s: str, quote: str, raw_newlines: bool, escape_inner_quotes: bool) -
     return f"{_SMART[0]}{body}{_SMART[1]}"
 
 
-def emit(value: Any, *, indent: int | None = 2, quote: str = '"', quote_keys: bool = True,
-         trailing_commas: bool = False, comments: bool = False, raw_newlines: bool = False,
-         escape_inner_quotes: bool = True) -> str:
+def emit(
+    value: Any,
+    *,
+    indent: int | None = 2,
+    quote: str = '"',
+    quote_keys: bool = True,
+    trailing_commas: bool = False,
+    comments: bool = False,
+    raw_newlines: bool = False,
+    escape_inner_quotes: bool = True,
+) -> str:
     """Serialize like a model might: other quotes, trailing commas, comments, raw newlines, bare keys."""
 
     def s(text: str) -> str:
@@ -52,7 +60,10 @@ def emit(value: Any, *, indent: int | None = 2, quote: str = '"', quote_keys: bo
         if isinstance(v, list):
             if not v:
                 return "[]"
-            body = sep.join(f"{pad}{go(x, depth + 1)}" for x in v) + ("," if trailing_commas else "")
+            items = [f"{pad}{go(x, depth + 1)}" for x in v]
+            if comments and depth == 0:
+                items[0] = f"{pad}// one entry per product{items[0]}"
+            body = sep.join(items) + ("," if trailing_commas else "")
             return "[" + body + end + "]"
         if isinstance(v, str):
             return s(v)

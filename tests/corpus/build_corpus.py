@@ -21,8 +21,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _emit import emit, get_at, paths_of, schema_at, set_at  # noqa: E402
 from _handwritten import HANDWRITTEN  # noqa: E402
-from _emit import emit, paths_of, schema_at, set_at, delete_at, get_at  # noqa: E402
 
 Entry = dict[str, Any]
 Gen = Callable[[Any, dict[str, Any], random.Random, Any], Iterator[tuple[str, str, bool, Any]]]
@@ -64,8 +64,10 @@ def g_prose_after(doc, schema, rng, other):
 
 
 def g_markdown(doc, schema, rng, other):
-    text = (f"### Result\n\n{rng.choice(INTROS)}\n\n```json\n{dumps(doc)}\n```\n\n"
-            f"**Notes**\n- {rng.choice(OUTROS)}\n- Fields follow the requested format.")
+    text = (
+        f"### Result\n\n{rng.choice(INTROS)}\n\n```json\n{dumps(doc)}\n```\n\n"
+        f"**Notes**\n- {rng.choice(OUTROS)}\n- Fields follow the requested format."
+    )
     yield "markdown_answer", text, True, doc
 
 
@@ -253,7 +255,12 @@ def g_cut_with_length(doc, schema, rng, other):
 
 def g_two_documents(doc, schema, rng, other):
     yield "two_documents", f"{dumps(doc, None)}\n{dumps(other, None)}", False, None
-    yield "draft_then_answer", f"Draft:\n{dumps(other)}\n\nFinal answer:\n```json\n{dumps(doc)}\n```", False, None
+    yield (
+        "draft_then_answer",
+        f"Draft:\n{dumps(other)}\n\nFinal answer:\n```json\n{dumps(doc)}\n```",
+        False,
+        None,
+    )
 
 
 def g_missing_required(doc, schema, rng, other):
@@ -287,16 +294,26 @@ def g_bad_enum(doc, schema, rng, other):
 def g_bad_format(doc, schema, rng, other):
     for p, v in paths_of(doc):
         sub = schema_at(schema, p)
-        if isinstance(v, str) and isinstance(sub, dict) and sub.get("format") in ("date", "email", "date-time"):
+        if (
+            isinstance(v, str)
+            and isinstance(sub, dict)
+            and sub.get("format") in ("date", "email", "date-time")
+        ):
             bad = copy.deepcopy(doc)
-            set_at(bad, p, {"date": "31/02/2024", "email": "not an email", "date-time": "tomorrow 9am"}[sub["format"]])
+            set_at(
+                bad,
+                p,
+                {"date": "31/02/2024", "email": "not an email", "date-time": "tomorrow 9am"}[sub["format"]],
+            )
             yield "invalid_format", dumps(bad), False, None
             return
 
 
 def g_dropped_item(doc, schema, rng, other):
     if isinstance(doc, dict):
-        key = next((k for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)), None)
+        key = next(
+            (k for k, v in doc.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)), None
+        )
         if key is not None:
             text = dumps(doc).replace(f'"{key}": {json.dumps(doc[key], ensure_ascii=False)}', f'"{key}": ', 1)
             yield "missing_value", text, False, None
@@ -315,11 +332,39 @@ def _outside_strings(text: str, index: int) -> bool:
 
 
 GENERATORS: list[Gen] = [
-    g_fence_json, g_fence_bare, g_prose_before, g_prose_after, g_markdown, g_trailing_comma, g_single_quotes,
-    g_python_repr, g_comments, g_raw_newlines, g_smart_quotes, g_unquoted_keys, g_missing_comma, g_truncated,
-    g_wrong_types, g_scalar_array, g_enum_case, g_extra_fields, g_default_missing, g_nan, g_double_encoded,
-    g_inner_quotes, g_combined, g_cut_string, g_cut_after_comma, g_cut_nested_array, g_cut_number,
-    g_cut_with_length, g_two_documents, g_missing_required, g_uncoercible, g_bad_enum, g_bad_format,
+    g_fence_json,
+    g_fence_bare,
+    g_prose_before,
+    g_prose_after,
+    g_markdown,
+    g_trailing_comma,
+    g_single_quotes,
+    g_python_repr,
+    g_comments,
+    g_raw_newlines,
+    g_smart_quotes,
+    g_unquoted_keys,
+    g_missing_comma,
+    g_truncated,
+    g_wrong_types,
+    g_scalar_array,
+    g_enum_case,
+    g_extra_fields,
+    g_default_missing,
+    g_nan,
+    g_double_encoded,
+    g_inner_quotes,
+    g_combined,
+    g_cut_string,
+    g_cut_after_comma,
+    g_cut_nested_array,
+    g_cut_number,
+    g_cut_with_length,
+    g_two_documents,
+    g_missing_required,
+    g_uncoercible,
+    g_bad_enum,
+    g_bad_format,
     g_dropped_item,
 ]
 
@@ -340,8 +385,17 @@ def build() -> list[Entry]:
                 if (name, text, finish) in seen:
                     continue
                 seen.add((name, text, finish))
-                entries.append({"id": f"{name}/{defect}", "schema": name, "defect": defect, "text": text,
-                                "finish_reason": finish, "repairable": repairable, "expected": expected})
+                entries.append(
+                    {
+                        "id": f"{name}/{defect}",
+                        "schema": name,
+                        "defect": defect,
+                        "text": text,
+                        "finish_reason": finish,
+                        "repairable": repairable,
+                        "expected": expected,
+                    }
+                )
     for item in HANDWRITTEN:
         entries.append({"finish_reason": None, **item})
     return entries
@@ -352,7 +406,9 @@ def main() -> None:
     schema_dir = HERE / "schemas"
     schema_dir.mkdir(exist_ok=True)
     for name, seed in seeds.items():
-        (schema_dir / f"{name}.json").write_text(json.dumps(seed["schema"], indent=2) + "\n", encoding="utf-8")
+        (schema_dir / f"{name}.json").write_text(
+            json.dumps(seed["schema"], indent=2) + "\n", encoding="utf-8"
+        )
     entries = build()
     with (HERE / "corpus.jsonl").open("w", encoding="utf-8") as fh:
         for entry in entries:
