@@ -50,7 +50,9 @@ def _deployment(upstream: str, label: str, transport: str) -> dict[str, Any]:
     return {"model": f"openai/{label}", "api_base": upstream, "api_key": "sk-mock", "transport": transport}
 
 
-def guardproxy_config(work: Path, name: str, upstream: str, *, transport: str, cache: str, port: int) -> Path:
+def guardproxy_config(
+    work: Path, name: str, upstream: str, *, transport: str, cache: str, port: int, redis_url: str = ""
+) -> Path:
     """A guardproxy config: alias `fixed` (default policy) on the mock, through `transport`, cache `cache`."""
     models: dict[str, Any] = {
         LABEL: {"policy": "default", "deployments": [_deployment(upstream, LABEL, transport)]}
@@ -58,6 +60,8 @@ def guardproxy_config(work: Path, name: str, upstream: str, *, transport: str, c
     cache_block: dict[str, Any] = {"backend": cache}
     if cache == "disk":
         cache_block["path"] = str(work / f"cache-{name}")
+    if cache == "redis":
+        cache_block["url"] = redis_url
     data = {
         "server": {"host": "127.0.0.1", "port": port},
         "models": models,

@@ -85,6 +85,12 @@ def ensure(log: Path) -> str:
     got = installed_version()
     if got != version:
         raise RuntimeError(f"the LiteLLM venv holds litellm {got}, not {version}; see {log}")
+    check = [str(VENV / "bin" / "python"), "-c", "import litellm.proxy.proxy_server"]
+    env = {"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+    done = subprocess.run(check, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"LiteLLM's proxy does not import in {VENV}: {last}")
     stamp.touch()
     return version
 

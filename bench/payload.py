@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 LABEL = "fixed"  # the mock behaviour label, the guardproxy alias and the LiteLLM model_name alike
-STREAM_LABEL = "streamed"  # the mock label used for the time-to-first-byte test
+STREAM_LABEL = "streamed"  # the mock label of the time-to-first-byte test: paced chunks
+CHUNK_DELAY_MS = 4  # between the streamed label's chunks: buffering shows as a later first byte
 MASTER_KEY = "sk-bench-master-key"  # LiteLLM's master key; the other subjects ignore it
 
 SCHEMA: dict[str, Any] = {
@@ -111,7 +112,8 @@ def completion() -> dict[str, Any]:
 
 def mock_options(stream_chunk_chars: int = 64) -> dict[str, Any]:
     """`guardproxy mock-server --config` content: the labels this benchmark uses."""
+    streamed = {"stream_chunk_chars": stream_chunk_chars, "chunk_delay_ms": CHUNK_DELAY_MS}
     return {
         LABEL: {"behaviour": "static", "content": CONTENT},
-        STREAM_LABEL: {"behaviour": "static", "content": CONTENT, "stream_chunk_chars": stream_chunk_chars},
+        STREAM_LABEL: {"behaviour": "static", "content": CONTENT, **streamed},
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 import measure
 from payload import STREAM_LABEL, request_body
-from procs import Server, StartError
+from procs import Server, StartError, usage
 from subjects import BENCH, HEADERS, ServerSpec, Subject
 
 
@@ -24,41 +24,38 @@ def new_server(spec: ServerSpec, logs: Path, cwd: Path) -> Server:
 
 
 def start_all(
-    specs: Sequence[ServerSpec], tries: int, logs: Path, cwd: Path
-) -> tuple[dict[str, Server], dict[str, dict[str, Any]]]:
-    """Start each server `tries` times, interleaved (A B A B), timing spawn to health; leave the last up."""
+    specs: Sequence[ServerSpec], servers: Mapping[str, Server], tries: Mapping[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Start server KEY tries[KEY] times, interleaved (A B A B), timing spawn to health; the last stays up."""
     info: dict[str, dict[str, Any]] = {
         s.key: {"title": s.title, "status": "ok", "startup_s": []} for s in specs
     }
-    servers = {s.key: new_server(s, logs, cwd) for s in specs}
-    for attempt in range(tries):
+    for attempt in range(max(tries.values(), default=0)):
         for spec in specs:
-            entry = info[spec.key]
-            if entry["status"] != "ok":
+            entry, count = info[spec.key], tries[spec.key]
+            if entry["status"] != "ok" or attempt >= count:
                 continue
-            print(f"  start {spec.title} ({attempt + 1}/{tries})", end="", flush=True)
+            print(f"  start {spec.title} ({attempt + 1}/{count})", end="", flush=True)
             try:
-                seconds = servers[spec.key].start(spec.url(spec.health), spec.start_timeout, HEADERS)
+                seconds = servers[spec.key].start(spec.health_url, spec.start_timeout, HEADERS)
             except StartError as exc:
                 print(": FAILED", flush=True)
                 entry.update(status="failed", error=f"start-up: {exc}")
                 continue
             print(f": {seconds:.2f} s", flush=True)
             entry["startup_s"].append(seconds)
-            if attempt < tries - 1:
+            if attempt < count - 1:
                 servers[spec.key].stop()
     time.sleep(1.0)  # let the last starts settle before reading idle RSS
-    for key, server in servers.items():
-        entry = info[key]
+    for spec in specs:
+        entry = info[spec.key]
         if entry["status"] == "ok":
             entry["startup_median_s"] = statistics.median(entry["startup_s"])
-            entry["rss_idle_mb"] = _rss_mb(server)
-    return servers, info
+            entry["rss_idle_mb"] = _rss_mb(servers[spec.key])
+    return info
 
 
 def _rss_mb(server: Server) -> float | None:
-    from procs import usage
-
     return usage(server.pid).rss_bytes / 2**20 if server.alive() else None
 
 
@@ -97,7 +94,7 @@ def ttfb(specs: Mapping[str, ServerSpec], logs: Path, cwd: Path, samples: int) -
     }
     paths: dict[str, dict[str, Any]] = {name: {"status": "ok"} for name in targets}
     try:
-        server.start(spec.url(spec.health), spec.start_timeout, HEADERS)
+        server.start(spec.health_url, spec.start_timeout, HEADERS)
     except StartError as exc:
         for name in ("guardproxy passthrough", "guardproxy buffered"):
             paths[name] = {"status": "failed", "error": f"start-up: {exc}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -80,7 +81,7 @@ def busy_cpu_s() -> float:
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
-def settle(pids: Sequence[int], window: float = 0.2, timeout: float = 60.0) -> float:
+def settle(pids: Sequence[int], window: float = 0.1, timeout: float = 60.0) -> float:
     """Wait until the trees of `pids` use at most one clock tick in a `window`; seconds waited."""
     started = time.perf_counter()
     before = sum(usage(pid).cpu_s for pid in pids)
@@ -93,12 +94,22 @@ def settle(pids: Sequence[int], window: float = 0.2, timeout: float = 60.0) -> f
     return time.perf_counter() - started
 
 
+def tcp_ok(url: str) -> bool:
+    """True when tcp://HOST:PORT accepts a connection."""
+    host, _, port = url.removeprefix("tcp://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def http_ok(url: str, timeout: float = 1.0, headers: Mapping[str, str] | None = None) -> bool:
     """True when GET `url` answers 2xx."""
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 300
+            return 200 <= int(response.status) < 300
     except (OSError, urllib.error.URLError, ValueError):
         return False
 
@@ -122,22 +133,25 @@ class Server:
         self.stop()
         with self.log.open("ab") as log:
             started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as exc:  # not installed, not executable
+                raise StartError(f"cannot run {self.argv[0]}: {exc}") from exc
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise StartError(
                     f"exited with status {self.proc.returncode} before answering; see {self.log}"
                 )
-            if http_ok(health_url, timeout=0.5, headers=headers):
+            if tcp_ok(health_url) if health_url.startswith("tcp://") else http_ok(health_url, 0.5, headers):
                 return time.perf_counter() - started
             time.sleep(0.02)
         self.stop()

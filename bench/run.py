@@ -25,12 +25,11 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import litellm_env  # noqa: E402
-import measure  # noqa: E402
 import phases  # noqa: E402
 import report  # noqa: E402
+import rounds  # noqa: E402
 import wrk  # noqa: E402
 from payload import request_body  # noqa: E402
-from procs import Server  # noqa: E402
 from subjects import HEADERS, SUBJECTS, ServerSpec, Subject, servers  # noqa: E402
 
 REPO = BENCH.parent
@@ -54,7 +53,7 @@ class Plan:
     def from_env(env: dict[str, str]) -> Plan:
         """BENCH_QUICK, BENCH_ROUNDS, BENCH_SECONDS, BENCH_ONLY."""
         quick = env.get("BENCH_QUICK", "") not in ("", "0")
-        seconds = {1: 1, 8: 2, 64: 2} if quick else {1: 4, 8: 5, 64: 5}
+        seconds = {1: 1, 8: 2, 64: 1} if quick else {1: 4, 8: 5, 64: 5}
         if env.get("BENCH_SECONDS"):
             seconds = dict.fromkeys(seconds, int(env["BENCH_SECONDS"]))
         only = frozenset(env["BENCH_ONLY"].split(",")) if env.get("BENCH_ONLY") else None
@@ -98,59 +97,33 @@ def _scripts(subjects: list[Subject], work: Path) -> dict[str, Path]:
     return scripts
 
 
-def _load_rounds(
-    plan: Plan,
-    subjects: list[Subject],
-    specs: dict[str, ServerSpec],
-    running: dict[str, Server],
-    results: dict[str, Any],
-    wrk_bin: str,
-    scripts: dict[str, Path],
-) -> None:
-    """Warm up, then rounds of every concurrency over every live subject, alternating the order."""
-    live = [s for s in subjects if results["subjects"][s.key]["status"] == "ok"]
-    mock_pid = running["mock"].pid
-    for subject in live:
-        spec = specs[subject.server]
-        try:
-            wrk.run(wrk_bin, spec.url("/v1/chat/completions"), scripts[subject.key], 8, plan.warmup_s)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            results["subjects"][subject.key].update(status="failed", error=f"warm-up: {exc}")
-    for rnd in range(plan.rounds):
-        order = live if rnd % 2 == 0 else live[::-1]
-        for conc, seconds in plan.seconds.items():
-            for subject in order:
-                entry = results["subjects"][subject.key]
-                server = running[subject.server]
-                if entry["status"] != "ok":
-                    continue
-                if not server.alive():
-                    entry.update(
-                        status="failed", error=f"the server exited during the load (round {rnd + 1})"
-                    )
-                    continue
-                url = specs[subject.server].url("/v1/chat/completions")
-                upstream = None if subject.key == "1" else mock_pid
-                try:
-                    row = measure.load(
-                        wrk_bin, url, scripts[subject.key], conc, seconds, server.pid, upstream
-                    )
-                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
-                    entry.setdefault("load_errors", []).append(f"round {rnd + 1} c{conc}: {exc}")
-                    continue
-                row["round"] = rnd
-                entry["runs"].setdefault(str(conc), []).append(row)
-                print(
-                    f"  round {rnd + 1}/{plan.rounds} c{conc:<3} ({subject.key:>2}) {row['rps']:8.0f} req/s"
-                    f"  p50 {row['p50_ms'] or 0:7.2f} ms  cpu {row['cpu_ms_per_req'] or 0:6.3f} ms/req"
-                    f"  other load {row['other_cores']:.2f} cores"
-                    + (f"  errors {row['errors']}" if row["errors"] else ""),
-                    flush=True,
-                )
+def _probe_all(
+    subjects: list[Subject], specs: dict[str, ServerSpec], info: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """An entry per subject; failed when its server (or the mock) is down or its answer is wrong."""
+    entries: dict[str, dict[str, Any]] = {}
+    for subject in subjects:
+        entry: dict[str, Any] = {"title": subject.title, "server": subject.server, "status": "ok", "runs": {}}
+        down = [info[k] for k in subject.needs if info[k]["status"] != "ok"]
+        if down:
+            entry.update(status="failed", error=down[0].get("error", "not started"))
+        else:
+            problem, entry["probe_headers"] = phases.probe(subject, specs[subject.server])
+            if problem:
+                entry.update(status="failed", error=problem)
+        entries[subject.key] = entry
+    return entries
 
 
 def bench(plan: Plan) -> dict[str, Any]:
     """Run every phase; always stops what it started."""
+    clock, phase_s = time.perf_counter(), {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phase_s[name], clock = round(now - clock, 1), now
+
     shutil.rmtree(SCRATCH, ignore_errors=True)
     logs = SCRATCH / "logs"
     logs.mkdir(parents=True)
@@ -158,7 +131,7 @@ def bench(plan: Plan) -> dict[str, Any]:
     for folder in ("proxy", "validators", "bench"):
         compileall.compile_dir(str(REPO / folder), quiet=1)  # pyc in place: start-up without compiling
     subjects = _selected(plan)
-    needed = {s.server for s in subjects}
+    needed = {key for s in subjects for key in s.needs}
     litellm_version, litellm_error = None, None
     if "litellm" in needed:
         try:
@@ -170,43 +143,40 @@ def bench(plan: Plan) -> dict[str, Any]:
         print("WARNING: the mock upstream is a dry-run stand-in (BENCH_MOCK_CMD); figures are not comparable")
     results: dict[str, Any] = {"meta": _meta(plan, standin, litellm_version or litellm_env.our_version())}
     order = [specs[k] for k in specs if k in needed and not (k == "litellm" and litellm_error)]
-    print(f"start-up ({plan.startups} each, interleaved)", flush=True)
-    running, info = phases.start_all(order, plan.startups, logs, REPO)
-    if litellm_error:
-        info["litellm"] = {"title": "LiteLLM proxy", "status": "failed", "error": litellm_error}
-    results["servers"] = info
+    running = {spec.key: phases.new_server(spec, logs, REPO) for spec in order}
+    lap("setup")
     try:
-        results["subjects"] = {}
-        for subject in subjects:
-            entry: dict[str, Any] = {
-                "title": subject.title,
-                "server": subject.server,
-                "status": "ok",
-                "runs": {},
-            }
-            server_info = info[subject.server]
-            if server_info["status"] != "ok" or info["mock"]["status"] != "ok":
-                failed = server_info if server_info["status"] != "ok" else info["mock"]
-                entry.update(status="failed", error=failed.get("error", "not started"))
-            else:
-                problem, seen = phases.probe(subject, specs[subject.server])
-                entry["probe_headers"] = seen
-                if problem:
-                    entry.update(status="failed", error=problem)
-            results["subjects"][subject.key] = entry
+        # BENCH_QUICK: the two slow litellm-based references start once (a minute saved on a quiet machine)
+        once = ("litellm", "acompletion") if plan.quick else ()
+        tries = {s.key: 1 if s.key in once or s.key == "redis" else plan.startups for s in order}
+        print(f"start-up (up to {plan.startups} each, interleaved)", flush=True)
+        info = phases.start_all(order, running, tries)
+        if litellm_error:
+            info["litellm"] = {"title": "LiteLLM proxy", "status": "failed", "error": litellm_error}
+        results["servers"] = info
+        lap("start-up")
+        results["subjects"] = entries = _probe_all(subjects, specs, info)
         print("load rounds", flush=True)
-        _load_rounds(plan, subjects, specs, running, results, wrk_bin, _scripts(subjects, SCRATCH))
+        scripts = _scripts(subjects, SCRATCH)
+        warm = rounds.warm_up(subjects, specs, entries, wrk_bin, scripts, plan.warmup_s)
+        cap = 3 if plan.quick else 10
+        rounds.run_rounds(
+            plan.rounds, plan.seconds, cap, subjects, specs, running, entries, wrk_bin, scripts, warm
+        )
         phases.rss_after(running, info)
+        lap("load")
         if info["mock"]["status"] == "ok" and (plan.only is None or "ttfb" in plan.only):
             print("streaming time to first content", flush=True)
             results["ttfb"] = phases.ttfb(specs, logs, REPO, plan.ttfb_samples)
+            lap("ttfb")
     finally:
         for server in reversed(running.values()):  # the mock upstream last
             server.stop()
     if plan.only is None or "validators" in plan.only:
         print("validators (bench/bench_validators.py)", flush=True)
         results["validators"] = phases.validators(REPO, timeout=120 if plan.quick else 600)
-    results["meta"]["loadavg_after"] = os.getloadavg()
+        lap("validators")
+    results["meta"].update(loadavg_after=os.getloadavg(), phase_s=phase_s)
     return results
 
 

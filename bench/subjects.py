@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
 import sys
 from collections.abc import Mapping
@@ -29,12 +30,17 @@ class ServerSpec:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     port: int
-    health: str
+    health: str  # a URL path, or "tcp" for a server that speaks no HTTP (redis)
     start_timeout: float
 
     def url(self, path: str) -> str:
         """http://127.0.0.1:PORT + path."""
         return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def health_url(self) -> str:
+        """What readiness is polled on."""
+        return f"tcp://127.0.0.1:{self.port}" if self.health == "tcp" else self.url(self.health)
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,16 @@ class Subject:
     stream: bool = False
     cache_hit: bool = False
     guardproxy: bool = False
+    upstream: str | None = "mock"  # the process behind it, whose CPU is shown apart
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Every server process this subject needs running."""
+        return tuple(k for k in (self.server, self.upstream, "mock") if k)
 
 
 SUBJECTS = (
-    Subject("1", "mock upstream, direct (floor)", "mock"),
+    Subject("1", "mock upstream, direct (floor)", "mock", upstream=None),
     Subject("2", "fixed-JSON Starlette app (cache-hit ceiling)", "fixed"),
     Subject("3", "bare aiohttp forwarding app (forwarding ceiling)", "forward"),
     Subject("3L", "bare Starlette app calling litellm.acompletion", "acompletion"),
@@ -60,6 +72,9 @@ SUBJECTS = (
     Subject("7", "guardproxy, disk cache hits", "gp_cache", cache_hit=True, guardproxy=True),
     Subject(
         "7s", "guardproxy, disk cache hits, stream", "gp_cache", stream=True, cache_hit=True, guardproxy=True
+    ),
+    Subject(
+        "7r", "guardproxy, redis cache hits", "gp_redis", cache_hit=True, guardproxy=True, upstream="redis"
     ),
 )
 
@@ -107,7 +122,8 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     python = sys.executable
     env = subject_env()
     ports = {key: free_port() for key in ("mock", "fixed", "forward", "acompletion", "litellm")}
-    ports.update({key: free_port() for key in ("gp_direct", "gp_litellm", "gp_cache", "gp_stream")})
+    ports.update({key: free_port() for key in ("redis", "gp_direct", "gp_litellm", "gp_cache", "gp_redis")})
+    ports["gp_stream"] = free_port()
     upstream = f"http://127.0.0.1:{ports['mock']}/v1"
     mock_cmd, standin = mock_argv(python, ports["mock"], configs.mock_config(work))
     app_env = {**env, "BENCH_UPSTREAM": upstream}
@@ -127,6 +143,15 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
         ),
         "gp_cache": configs.guardproxy_config(
             work, "cache", upstream, transport="direct", cache="disk", port=ports["gp_cache"]
+        ),
+        "gp_redis": configs.guardproxy_config(
+            work,
+            "redis",
+            upstream,
+            transport="direct",
+            cache="redis",
+            port=ports["gp_redis"],
+            redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
         ),
         "gp_stream": configs.stream_config(work, upstream, ports["gp_stream"]),
     }
@@ -162,13 +187,21 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
             "/health/liveliness",
             240,
         ),
+        ServerSpec("redis", "redis-server", _redis_argv(ports["redis"]), env, ports["redis"], "tcp", 30),
     ]
     titles = {
         "gp_direct": "guardproxy direct",
         "gp_litellm": "guardproxy litellm",
         "gp_cache": "guardproxy cache",
+        "gp_redis": "guardproxy redis cache",
         "gp_stream": "guardproxy stream",
     }
     for key, config in gp.items():
         specs.append(ServerSpec(key, titles[key], guardproxy(key, config), env, ports[key], "/health", 120))
     return {spec.key: spec for spec in specs}, standin
+
+
+def _redis_argv(port: int) -> tuple[str, ...]:
+    """A throw-away redis-server: loopback, no persistence."""
+    exe = shutil.which("redis-server") or "redis-server"
+    return (exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import dashboard, routes
 from .cache import CacheBackend, SingleFlight, open_backend
 from .errors import HeadersTooLarge, Overloaded, ProxyError
+from .lifecycle import RequestLifecycle
 from .metrics import Metrics
 from .reload import Reloader
 from .services import Runtime, Services, load_runtime
@@ -85,7 +86,10 @@ class GuardMiddleware:
                 scope, receive, send_with_id
             )
             return
-        if self.in_flight >= self.max_in_flight and scope["path"].startswith("/v1/"):
+        if not scope["path"].startswith("/v1/"):  # health, metrics and the UI take no slot
+            await self.app(scope, receive, send_with_id)
+            return
+        if self.in_flight >= self.max_in_flight:
             exc = Overloaded("guardproxy is at its concurrency limit; retry shortly.", retry_after=1)
             await error_response(exc)(scope, receive, send_with_id)
             return
@@ -174,6 +178,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.add_middleware(RequestLifecycle, grace=settings.server.shutdown_grace)  # inside the guard
     app.add_middleware(
         GuardMiddleware,
         max_in_flight=settings.server.max_in_flight,

@@ -175,7 +175,11 @@ class AuditLog:
 
 
 class AuditEvents:
-    """The ladder's event sink for one request: records to the audit log, forwards to `inner` (metrics)."""
+    """The ladder's event sink for one request: audit lines for its steps, forwarded to `inner` (metrics).
+
+    Steps: `violation` (one line per violation, `flagged` for flag-mode ones), `repair`, `redaction`,
+    `reask`, `fallback`; the pipeline adds `rejected` when the request ends in a 422.
+    """
 
     def __init__(
         self, audit: AuditLog, *, request_id: str, alias: str, policy: str, inner: Any | None = None
@@ -193,35 +197,31 @@ class AuditEvents:
             self._inner.retry(deployment, error)
 
     def step(self, kind: str, deployment: str, judgement: Any | None) -> None:
-        """`violation` (one line per violation), `reask` and `fallback` steps of the ladder."""
+        """Record one ladder step (never raises: the audit log swallows its own errors)."""
         if self._inner is not None:
             self._inner.step(kind, deployment, judgement)
-        excerpt = _text_of(getattr(judgement, "invalid_output", None))
-        if kind == "violation" and judgement is not None:
+        if judgement is None:
+            if kind in KINDS:
+                self._audit.record(kind, deployment=deployment, **self._ids)
+            return
+        invalid = _text_of(getattr(judgement, "invalid_output", None))
+        final = _completion_text(getattr(judgement, "completion", None))
+        if kind == "violation":
             for v in [*judgement.violations, *judgement.rejected]:
-                self._violation("violation", deployment, v, excerpt)
-        elif kind in KINDS:
-            self._audit.record(kind, deployment=deployment, excerpt=excerpt, **self._ids)
-
-    def settled(
-        self,
-        *,
-        outcome: str,
-        deployment: str,
-        repairs: Sequence[str] = (),
-        flagged: Sequence[Violation] = (),
-        completion: Mapping[str, Any] | None = None,
-    ) -> None:
-        """The final verdict: a `repair`, `redaction` or `flagged` line where one applies."""
-        excerpt = _completion_text(completion)
-        if repairs:
+                self._violation("violation", deployment, v, invalid or final)
+            for v in judgement.flagged:
+                self._violation("flagged", deployment, v, final)
+        elif kind == "repair":
             self._audit.record(
-                "repair", deployment=deployment, excerpt=excerpt, repairs=list(repairs), **self._ids
+                "repair", deployment=deployment, excerpt=final, repairs=list(judgement.repairs), **self._ids
             )
-        if outcome == "redacted":
-            self._audit.record("redaction", deployment=deployment, excerpt=excerpt, **self._ids)
-        for v in flagged:
-            self._violation("flagged", deployment, v, excerpt)
+        elif kind == "redaction":
+            redactions = list(getattr(judgement, "redactions", ()))
+            self._audit.record(
+                "redaction", deployment=deployment, excerpt=final, redactions=redactions, **self._ids
+            )
+        elif kind in KINDS:
+            self._audit.record(kind, deployment=deployment, excerpt=invalid or final, **self._ids)
 
     def rejected(self, violations: Sequence[Mapping[str, Any]], *, deployment: str = "") -> None:
         """The 422: one `rejection` line per violation."""

@@ -128,7 +128,7 @@ def app_from_env():  # type: ignore[no-untyped-def]
 
 
 def _cache(config: Path, action: str) -> int:
-    from .cache import open_backend
+    from .cache import cache_stats, open_backend
     from .settings import load_settings
 
     settings = load_settings(config)
@@ -142,9 +142,9 @@ def _cache(config: Path, action: str) -> int:
         )
         try:
             if action == "stats":
-                stats = await backend.stats()
+                stats = await cache_stats(backend)  # adds hit_ratio (unknown when nothing was looked up)
                 for key, value in stats.items():
-                    print(f"{key}: {value}")
+                    print(f"{key}: {'unknown' if value is None else value}")
             elif action == "clear":
                 print(f"cleared {await backend.clear()} entries")
             else:

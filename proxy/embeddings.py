@@ -11,7 +11,6 @@ from starlette.responses import Response
 from .auth import Caller
 from .cache import cache_key, decode_entry, encode_entry
 from .errors import UpstreamFailure
-from .ladder import _final_failure
 from .pipeline import cache_mode
 from .services import Runtime, Services
 from .settings import ModelAlias
@@ -31,12 +30,13 @@ async def handle_embeddings(
     settings = runtime.settings
     mode = cache_mode(headers.get("cache-control", ""), enabled=settings.cache.backend != "none")
     key = cache_key(
-        request={"embedding": dict(request.body)},
+        request=request.body,
         alias=request.model,
         deployments=[d.model for d in alias.deployments],
         policy_name="",
         policy_hash="",
         scope_key_hash=caller.key_hash if settings.cache.scope == "key" else None,
+        kind="embeddings",  # never shares entries with chat; `user` and `model` stay out of the key
     )
     meta = {"x-guardproxy-cache-key": key, "x-guardproxy-policy": "", "x-guardproxy-outcome": "pass"}
     if mode.read:
@@ -93,7 +93,7 @@ async def handle_embeddings(
                 "x-guardproxy-total-tokens": str(result.tokens),
             },
         )
-    raise _final_failure(failures, deadline)
+    raise resilience.final_failure(failures, deadline)
 
 
 def _respond(body: Mapping[str, object], headers: Mapping[str, str]) -> Response:

@@ -18,6 +18,10 @@
         ├── UpstreamRateLimited      429 rate_limit_error  (transient)
         ├── UpstreamTimeout          504 timeout_error     (transient)
         └── UpstreamTransient        502 upstream_error    (5xx, reset, malformed body, cut stream)
+            └── UpstreamUnreachable  502 upstream_error    (connect refused / DNS: fall back at once)
+
+An upstream failure or a passed deadline reaches the client only once guardproxy itself has retried and
+fallen back, so those answers carry `x-should-retry: false` (the client's SDK would only add load).
 
 One handler in `proxy.app` turns any of them into the OpenAI error body.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "UpstreamRejected",
     "UpstreamTimeout",
     "UpstreamTransient",
+    "UpstreamUnreachable",
 ]
 
 
@@ -112,6 +117,9 @@ class PermissionDenied(ProxyError):
     code = "permission_denied"
 
 
+_CLIENT_WAIT_LIMIT = 60.0  # seconds; the openai SDK ignores a longer Retry-After
+
+
 class _RetryAfter(ProxyError):
     """An error that tells the client when to come back."""
 
@@ -131,6 +139,12 @@ class RateLimited(_RetryAfter):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
+    def headers(self) -> dict[str, str]:
+        out = super().headers()
+        if self.retry_after is not None and self.retry_after > _CLIENT_WAIT_LIMIT:
+            out["x-should-retry"] = "false"  # SDKs ignore so long a Retry-After and would retry at once
+        return out
+
 
 class Overloaded(_RetryAfter):
     status_code = 503
@@ -142,6 +156,9 @@ class DeadlineExceeded(ProxyError):
     status_code = 504
     type = "timeout_error"
     code = "deadline_exceeded"
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
 
 
 class OutputValidationFailed(ProxyError):
@@ -176,6 +193,10 @@ class UpstreamFailure(ProxyError):
         self.upstream_status = status
         self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        hint = _RetryAfter("", retry_after=self.retry_after).headers()
+        return {**hint, "x-should-retry": "false"}
+
 
 class UpstreamRejected(UpstreamFailure):
     """The provider refused the request itself: same status to the client, no retry."""
@@ -202,9 +223,8 @@ class UpstreamRateLimited(UpstreamFailure):
     transient = True
 
     def headers(self) -> dict[str, str]:
-        return RateLimited(
-            "", retry_after=self.retry_after if self.retry_after is not None else 1.0
-        ).headers()
+        hint = self.retry_after if self.retry_after is not None else 1.0
+        return {**RateLimited("", retry_after=hint).headers(), "x-should-retry": "false"}
 
 
 class UpstreamTimeout(UpstreamFailure):
@@ -216,3 +236,9 @@ class UpstreamTimeout(UpstreamFailure):
 
 class UpstreamTransient(UpstreamFailure):
     transient = True
+
+
+class UpstreamUnreachable(UpstreamTransient):
+    """No connection could be made (refused, DNS): nothing was sent; fall back without retrying here."""
+
+    transient = False

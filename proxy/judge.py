@@ -28,11 +28,11 @@ class Judgement:
         return not self.violations and not self.rejected
 
 
-def output_of(message: Mapping[str, Any]) -> Output:
-    """The validator view of an assistant message."""
+def output_of(message: Mapping[str, Any], finish_reason: str | None = None) -> Output:
+    """The validator view of an assistant message (`finish_reason` "length" forbids closing a cut answer)."""
     content = message.get("content")
     text = content if isinstance(content, str) else None
-    return Output(text=text, tool_calls=tuple(message.get("tool_calls") or ()))
+    return Output(text=text, tool_calls=tuple(message.get("tool_calls") or ()), finish_reason=finish_reason)
 
 
 def _write_back(message: dict[str, Any], output: Output) -> None:
@@ -58,14 +58,14 @@ def judge(
     blocking = [v for v in validators if v.on_fail != "flag"]
     for choice in result.completion.get("choices") or ():
         message = choice.setdefault("message", {})
-        output = output_of(message)
+        output = output_of(message, choice.get("finish_reason"))
         if any(v.on_fail == "redact" for v in validators):
             output, names = redact(validators, output, ctx)
             result.redactions.extend(names)
         violations: list[Violation] = []
         flagged_before = list(result.flagged)
         for validator in validators:
-            found = validator.check(output, ctx)
+            found = check((validator,), output, ctx)  # a crashing plugin counts as a violation
             if not found:
                 continue
             if validator.on_fail == "flag":

@@ -8,15 +8,7 @@ from typing import Any, Protocol
 
 from validators import RequestContext, Validator, Violation, build_reask
 
-from .errors import (
-    DeadlineExceeded,
-    OutputValidationFailed,
-    ProxyError,
-    RateLimited,
-    UpstreamFailure,
-    UpstreamRateLimited,
-    UpstreamTransient,
-)
+from .errors import OutputValidationFailed, UpstreamFailure, UpstreamTransient
 from .judge import Judgement, judge
 from .policy import Policy
 from .resilience import Deadline, Resilience
@@ -106,7 +98,7 @@ class _Run:
                 )
             except UpstreamFailure as exc:
                 self.events.upstream_call(dep.model, exc.code or "error")
-                self.resilience.cooldowns.failure(key)
+                self.resilience.cooldowns.failure(key, exc)
                 raise
             self.events.upstream_call(dep.model, "ok")
             self.resilience.cooldowns.success(key)
@@ -181,7 +173,7 @@ async def run_ladder(
     for index, dep in enumerate(chain):
         if not run.may_attempt() or (index > 0 and violations and not run.within_budget()):
             break
-        if not resilience.cooldowns.available(f"{alias}#{index}") and index < len(chain) - 1:
+        if not resilience.cooldowns.available(f"{alias}#{index}"):
             continue
         if index > 0:
             run.events.step("fallback", dep.model, None)
@@ -233,7 +225,7 @@ async def run_ladder(
             break
     if violations:
         raise _rejection(violations)
-    raise _final_failure(failures, deadline)
+    raise resilience.final_failure(failures, deadline, [f"{alias}#{i}" for i in range(len(chain))])
 
 
 def _rejection(violations: Sequence[Violation]) -> OutputValidationFailed:
@@ -242,23 +234,6 @@ def _rejection(violations: Sequence[Violation]) -> OutputValidationFailed:
         f"The model's output failed the policy after every allowed repair, re-ask and fallback: {summary}",
         [v.to_dict() for v in violations],
     )
-
-
-def _final_failure(failures: Sequence[UpstreamFailure], deadline: Deadline) -> ProxyError:
-    if deadline.remaining <= 0:
-        return DeadlineExceeded(f"The request did not complete within its {deadline.seconds:g} s deadline.")
-    if not failures:
-        return UpstreamTransient(
-            "Every deployment of this model is cooling down after failures; try again shortly."
-        )
-    if all(isinstance(f, UpstreamRateLimited) for f in failures):
-        hints = [f.retry_after for f in failures if f.retry_after is not None]
-        return RateLimited(
-            "Every deployment of this model is rate limited; retry after the indicated time.",
-            retry_after=min(hints) if hints else 1.0,
-        )
-    last = failures[-1]
-    return last
 
 
 MakeEvents = Callable[[], LadderEvents]

@@ -30,6 +30,18 @@ _GP_HEADERS = {
     "x-guardproxy-total-tokens": "Tokens spent on all upstream attempts for this answer.",
     "x-guardproxy-cost": "US dollars spent on all upstream attempts, where prices are known.",
 }
+_SSE_EVENT = {  # one server-sent event (OpenAPI 3.1: the schema describes each event)
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A chat.completion.chunk as JSON, then `[DONE]`; a failure after the "
+            'stream started is one `{"error": {...}}` event and no `[DONE]`.',
+        },
+        "event": {"type": "string"},
+    },
+}
 _ERRORS = {
     "400": "Invalid request: not JSON, a missing or ill-typed field (`param` names it), a limit passed.",
     "401": "Missing or wrong API key.",
@@ -91,7 +103,7 @@ def _paths() -> dict[str, Any]:
     chat_ok = _json_ok(
         "The completion (or, with `stream: true`, an SSE stream).", "ChatCompletion", _GP_HEADERS
     )
-    chat_ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    chat_ok["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
     request_headers = [
         {
             "name": "x-guardproxy-policy",

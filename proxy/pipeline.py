@@ -127,17 +127,19 @@ async def handle_chat(
             return shared.response, hit_meta
         return shared  # type: ignore[return-value]
 
-    if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
-        return await _passthrough(
-            services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl
-        ), meta
     try:
+        if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
+            response = await _passthrough(
+                services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl
+            )
+            return response, meta
         if chat.stream:
             response = await waiting_stream(
                 produce_shared(),
                 include_usage=chat.include_usage,
                 keepalive=settings.server.keepalive_seconds,
                 error_response=ProxyError("The request failed.").body(),
+                meta=meta,
             )
             return response, meta
         completion, final_meta = await produce_shared()
@@ -193,7 +195,7 @@ async def _passthrough(
                 response=completion,
                 deployment=meta.deployment,
                 outcome=outcome,
-                repairs=(),
+                repairs=meta.repairs,
                 created=time.time(),
             )
             await services.cache.set(key=meta.cache_key, value=entry, ttl=ttl)
@@ -212,6 +214,9 @@ async def _passthrough(
         meta=meta,
         include_usage=chat.include_usage,
         store=store,
+        monitor=policy.spec.mode == "monitor",
+        allow_repair="repair" in policy.spec.on_fail,
+        events=services.metrics.events(policy.name),
     )
 
 

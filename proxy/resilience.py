@@ -1,23 +1,32 @@
-"""Retries (tenacity), the request deadline, the retry budget and per-deployment cooldowns."""
+"""Retries (tenacity), the request deadline, the retry budget, per-deployment cooldowns and the final error.
+
+One request walks its alias's chain; on each deployment `Resilience.call` makes at most `retry.attempts`
+attempts. A failed attempt is retried only when it is transient (429, 5xx, timeout, reset, malformed
+body), the policy's attempt cap and the retry budget allow it, and the pause (the provider's Retry-After,
+else exponential backoff with full jitter) ends before the deadline; otherwise the chain moves on at once.
+`Resilience.final_failure` turns what every deployment said into the one error the client gets.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
-from .errors import DeadlineExceeded, UpstreamFailure
+from .errors import (
+    DeadlineExceeded,
+    ProxyError,
+    RateLimited,
+    UpstreamFailure,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTransient,
+)
 from .settings import RetrySettings
 
 __all__ = ["Clock", "Cooldowns", "Deadline", "Resilience", "RetryBudget"]
@@ -25,6 +34,7 @@ __all__ = ["Clock", "Cooldowns", "Deadline", "Resilience", "RetryBudget"]
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+_MARGIN = 0.05  # seconds a retry must leave before the deadline to be worth making
 
 
 @dataclass
@@ -64,7 +74,9 @@ class RetryBudget:
                 q.popleft()
 
     def record_first(self) -> None:
-        self._firsts.append(self._clock())
+        now = self._clock()
+        self._trim(now)
+        self._firsts.append(now)
 
     def try_spend(self) -> bool:
         """Take one retry from the budget, or refuse."""
@@ -77,38 +89,58 @@ class RetryBudget:
 
 
 class Cooldowns:
-    """After `failures` consecutive failures a deployment is skipped for `seconds`; then one probe decides."""
+    """After `failures` consecutive failures a deployment is skipped for `seconds`; then one probe decides.
+
+    A probe that never reports (its client left) expires after `seconds` (at least 1 s), so a deployment
+    cannot stay skipped forever. Refusals of the request itself (upstream 400/404/422) say nothing about
+    the deployment's health and are not counted.
+    """
 
     def __init__(self, failures: int, seconds: float, clock: Clock = time.monotonic) -> None:
         self._limit, self._seconds, self._clock = failures, seconds, clock
+        self._probe_timeout = max(seconds, 1.0)
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
-        self._probing: set[str] = set()
+        self._probes: dict[str, float] = {}  # key -> when its probe started
+
+    def _probing(self, key: str, now: float) -> bool:
+        started = self._probes.get(key)
+        return started is not None and now - started < self._probe_timeout
 
     def available(self, key: str) -> bool:
+        """Whether a request may use `key` now; after a cooldown the first caller becomes the probe."""
         until = self._until.get(key)
         if until is None:
             return True
-        if self._clock() < until or key in self._probing:
+        now = self._clock()
+        if now < until or self._probing(key, now):
             return False
-        self._probing.add(key)  # this caller is the probe
+        self._probes[key] = now
         return True
 
     def cooling(self, key: str) -> bool:
         until = self._until.get(key)
-        return until is not None and (self._clock() < until or key in self._probing)
+        now = self._clock()
+        return until is not None and (now < until or self._probing(key, now))
+
+    def remaining(self, key: str) -> float:
+        """Seconds until `key` may be tried again (0 when it may be now)."""
+        until = self._until.get(key)
+        return 0.0 if until is None else max(0.0, until - self._clock())
 
     def success(self, key: str) -> None:
         self._failures.pop(key, None)
         self._until.pop(key, None)
-        self._probing.discard(key)
+        self._probes.pop(key, None)
 
-    def failure(self, key: str) -> None:
+    def failure(self, key: str, error: BaseException | None = None) -> None:
+        if isinstance(error, UpstreamRejected):
+            return
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
-        if count >= self._limit or key in self._probing:
+        if count >= self._limit or key in self._probes:
             self._until[key] = self._clock() + self._seconds
-        self._probing.discard(key)
+        self._probes.pop(key, None)
 
     def states(self) -> dict[str, bool]:
         return {k: self.cooling(k) for k in set(self._failures) | set(self._until)}
@@ -142,21 +174,20 @@ class Resilience:
         backoff = wait_random_exponential(
             multiplier=self.settings.initial_backoff, max=self.settings.max_backoff
         )
+        planned: dict[int, float] = {}
 
-        def wait(state: RetryCallState) -> float:
+        def should_retry(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
-            hinted = getattr(exc, "retry_after", None)
-            return float(hinted) if hinted is not None else float(backoff(state))
-
-        def should_retry(exc: BaseException) -> bool:
-            if not isinstance(exc, UpstreamFailure) or not exc.transient or not may_attempt():
+            if not isinstance(exc, UpstreamFailure) or not exc.transient:
                 return False
-            hinted = exc.retry_after
-            pause = hinted if hinted is not None else self.settings.initial_backoff
-            if pause >= deadline.remaining - 0.05:
+            if state.attempt_number >= self.settings.attempts or not may_attempt():
+                return False
+            pause = exc.retry_after if exc.retry_after is not None else float(backoff(state))
+            if pause >= deadline.remaining - _MARGIN:
                 return False  # it cannot fit: go to the next deployment at once
             if not self.budget.try_spend():
                 return False
+            planned[state.attempt_number] = pause
             if on_retry is not None:
                 on_retry(exc)
             return True
@@ -164,8 +195,8 @@ class Resilience:
         self.budget.record_first()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.attempts),
-            wait=wait,
-            retry=retry_if_exception(should_retry),
+            wait=lambda state: planned.pop(state.attempt_number, 0.0),
+            retry=should_retry,
             sleep=self.sleep,
             reraise=True,
         )
@@ -173,3 +204,39 @@ class Resilience:
             with state:
                 return await attempt(deadline.check())
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def final_failure(
+        self, failures: Sequence[UpstreamFailure], deadline: Deadline, keys: Iterable[str] = ()
+    ) -> ProxyError:
+        """The one error for a request every deployment failed (`keys`: the chain's cooldown keys)."""
+        if deadline.remaining <= 0:
+            return DeadlineExceeded(
+                f"The request did not complete within its {deadline.seconds:g} s deadline."
+            )
+        if not failures:
+            wait = min((self.cooldowns.remaining(k) for k in keys), default=0.0)
+            error = UpstreamTransient(
+                "Every deployment of this model is cooling down after repeated failures; "
+                "retry after the indicated time.",
+                retry_after=max(1.0, wait),
+            )
+            error.code = "deployments_cooling_down"
+            return error
+        return final_failure(failures)
+
+
+def final_failure(failures: Sequence[UpstreamFailure]) -> ProxyError:
+    """429 when every deployment was rate limited; the shared error when all failed alike; else 502."""
+    if all(isinstance(f, UpstreamRateLimited) for f in failures):
+        hints = [f.retry_after for f in failures if f.retry_after is not None]
+        return RateLimited(
+            "Every deployment of this model is rate limited; retry after the indicated time.",
+            retry_after=min(hints) if hints else 1.0,
+        )
+    last = failures[-1]
+    if all(f.status_code == last.status_code for f in failures):
+        return last  # all 502s, all timeouts (504), all refusals of the request (400): keep its message
+    kinds = ", ".join(dict.fromkeys(f.code or "error" for f in failures))
+    return UpstreamTransient(
+        f"Every deployment of this model failed ({kinds}); the last said: {last.message}"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from .wire import SSE_DONE, completion_to_chunks, sse
 __all__ = ["SSE_HEADERS", "AnswerMeta", "json_response", "stream_response", "waiting_stream"]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+KEEP_ALIVE = b": keep-alive\n\n"  # an SSE comment: the official SDKs skip it
+log = logging.getLogger("guardproxy")
 
 
 @dataclass
@@ -86,35 +89,52 @@ async def waiting_stream(
     include_usage: bool,
     keepalive: float,
     error_response: Any,
+    meta: AnswerMeta | None = None,
 ) -> Response:
     """Wait for a buffered answer; if it takes longer than `keepalive`, commit to a 200 stream, send SSE
-    comments while waiting and report the verdict in the last chunk (outcome `streaming`)."""
+    comments while waiting and report the verdict in the last chunk (outcome `streaming`).
+
+    `meta` gives the headers known before the answer (policy, cache state and key) to a committed stream.
+    """
     task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=keepalive)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=keepalive)
+    except BaseException:  # cancelled (the client left): the work must not outlive the request
+        task.cancel()
+        raise
     if done:
-        completion, meta = task.result()  # errors propagate to the app's handler with their status
-        return stream_response(completion, meta, include_usage=include_usage)
+        completion, final = task.result()  # errors propagate to the app's handler with their status
+        return stream_response(completion, final, include_usage=include_usage)
 
     async def body() -> AsyncIterator[bytes]:
         try:
+            yield KEEP_ALIVE  # commits the 200 now: the client and any intermediary see the stream alive
             while not task.done():
                 finished, _ = await asyncio.wait({task}, timeout=keepalive)
                 if not finished:
-                    yield b": keep-alive\n\n"
+                    yield KEEP_ALIVE
             try:
-                completion, meta = task.result()
+                completion, final = task.result()
             except ProxyError as exc:
                 yield sse(exc.body())
                 return
             except Exception:
+                log.exception("buffered stream failed")
                 yield sse(error_response)
                 return
-            verdict = {"outcome": meta.outcome, "violations": [], "attempts": meta.attempts}
+            verdict = {"outcome": final.outcome, "violations": [], "attempts": final.attempts}
             for event in _events(completion, include_usage, verdict):
                 yield event
         finally:
             if not task.done():
                 task.cancel()
 
-    headers = {**SSE_HEADERS, "x-guardproxy-outcome": "streaming"}
+    known = {}
+    if meta is not None:
+        known = {
+            "x-guardproxy-policy": meta.policy,
+            "x-guardproxy-cache": meta.cache,
+            "x-guardproxy-cache-key": meta.cache_key,
+        }
+    headers = {**SSE_HEADERS, **known, "x-guardproxy-outcome": "streaming"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -55,6 +56,9 @@ async def chat_completions(request: Request) -> Response:
     except ProxyError as exc:
         status = exc.status_code
         outcome = "rejected" if status == 422 else "error"
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away (proxy.lifecycle cancelled the request), not a server error
         raise
     finally:
         services.metrics.requests.labels(alias, outcome, str(status)).inc()

@@ -35,6 +35,14 @@ def proxy(make_config, start_proxy, tmp_path):
                 "policy": "strict-json",
                 "deployments": [{"model": "mock/static", "mock": {"content": FENCED}}],
             },
+            "pii": {
+                "policy": "mask-pii",
+                "deployments": [{"model": "mock/static", "mock": {"content": f"mail {EMAIL} now"}}],
+            },
+            "boast": {
+                "policy": "flag-boasts",
+                "deployments": [{"model": "mock/static", "mock": {"content": "simply the best"}}],
+            },
             "bad": {
                 "policy": "no-forbidden",
                 "deployments": [{"model": "mock/static", "mock": {"content": FORBIDDEN}}],
@@ -45,7 +53,12 @@ def proxy(make_config, start_proxy, tmp_path):
                 "validators": [{"type": "regex", "deny": ["(?i)forbidden"]}],
                 "on_fail": ["reask", "reject"],
                 "reask": {"max": 1},
-            }
+            },
+            "mask-pii": {"validators": [{"type": "pii", "on_fail": "redact"}], "on_fail": ["reject"]},
+            "flag-boasts": {
+                "validators": [{"type": "regex", "deny": ["(?i)the best"], "on_fail": "flag"}],
+                "on_fail": ["reject"],
+            },
         },
         auth={"keys": [{"name": "team-logs", "key": "sk-logs-client-1234", "models": ["*"]}]},
     )
@@ -137,6 +150,22 @@ def test_audit_violation_reask_rejection(proxy, tmp_path):
     assert lines[-1]["validator"] == "regex" and lines[-1]["message"]
     mode = stat.S_IMODE(os.stat(tmp_path / "audit.jsonl").st_mode)
     assert mode == 0o600
+
+
+def test_audit_redaction_and_flagged_lines(proxy, tmp_path):
+    masked = post(proxy, {"model": "pii", "messages": [{"role": "user", "content": "x"}]})
+    assert masked.status_code == 200 and masked.headers["x-guardproxy-outcome"] == "redacted"
+    assert EMAIL not in masked.text
+    flagged = post(proxy, {"model": "boast", "messages": [{"role": "user", "content": "x"}]})
+    assert flagged.status_code == 200 and flagged.headers["x-guardproxy-outcome"] == "flagged"
+    by_request = {}
+    for line in audit_lines(tmp_path):
+        by_request.setdefault(line["request_id"], []).append(line)
+    (redaction,) = by_request[masked.headers["x-request-id"]]
+    assert redaction["kind"] == "redaction" and redaction["redactions"] == ["pii:email"]
+    assert redaction["excerpt"] == "mail [EMAIL] now" and redaction["policy"] == "mask-pii"
+    (flag,) = by_request[flagged.headers["x-request-id"]]
+    assert flag["kind"] == "flagged" and flag["validator"] == "regex" and flag["excerpt"] == "simply the best"
 
 
 def test_audit_file_rotates_and_tail_reads_the_end(tmp_path):

@@ -9,7 +9,6 @@ import pytest
 
 from proxy.errors import RateLimited
 from proxy.ratelimit import RateLimiter, RedisRateLimiter
-from tests.cache.conftest import redis_binary, redis_server  # noqa: F401 - the shared redis fixtures
 from tests.servers import free_port
 
 KEYS = [
@@ -67,7 +66,7 @@ def test_tpm_counts_tokens_of_every_attempt(config, start_proxy):
 
 
 @pytest.mark.redis
-def test_limits_shared_by_two_replicas_on_redis(config, start_proxy, redis_server):  # noqa: F811
+def test_limits_shared_by_two_replicas_on_redis(config, start_proxy, redis_server):
     path = config(cache={"backend": "redis", "url": redis_server.url})
     first, second = start_proxy(path), start_proxy(path)
     assert ask(first, "sk-rl-slow-0001").status_code == 200
@@ -80,7 +79,7 @@ def test_limits_shared_by_two_replicas_on_redis(config, start_proxy, redis_serve
 
 
 @pytest.mark.redis
-def test_redis_down_falls_back_to_local_limits(config, start_proxy, redis_server):  # noqa: F811
+def test_redis_down_falls_back_to_local_limits(config, start_proxy, redis_server):
     proxy = start_proxy(config(cache={"backend": "redis", "url": redis_server.url}))
     assert ask(proxy, "sk-rl-free-00001").status_code == 200
     redis_server.kill()

@@ -72,7 +72,7 @@ def test_unknown_validator_option_with_did_you_mean(tmp_path):
 def test_bad_regex_names_the_pattern_and_line(tmp_path):
     path = write(tmp_path, 'name: mine\nvalidators:\n  - type: regex\n    deny: ["ok", "(unclosed"]\n')
     (line,) = problems(path)
-    assert line.startswith(f"{path}:4: validators[0].deny: ")
+    assert line.startswith(f"{path}:4: validators[0].deny[1]: ")
     assert "'(unclosed'" in line
 
 

@@ -20,6 +20,7 @@ from tests.conftest import REPO
 from tests.servers import ServerThread
 
 TRANSPORTS = ("inproc", "direct", "litellm")
+SOME = ("inproc", "direct")  # where only the guard differs, not the upstream path
 MODES = ("buffer", "passthrough")
 NO_STORE = {"cache-control": "no-store"}
 
@@ -57,6 +58,7 @@ MOCKS: dict[str, dict[str, Any]] = {
     "leak": {"behaviour": "static", "content": LEAK_TEXT, "stream_chunk_chars": 3},
     "mail": {"behaviour": "static", "content": MAIL_TEXT, "stream_chunk_chars": 3},
     "echo": {"behaviour": "echo", "stream_chunk_chars": 3},
+    "mail-short": {"behaviour": "static", "content": f"Write to {EMAIL}.", "stream_chunk_chars": 3},
     "tool-ok": {"behaviour": "static", "tool_calls": [call('{"city": "Paris", "days": 2}')]},
     "tool-fixable": {
         "behaviour": "static",
@@ -68,6 +70,12 @@ MOCKS: dict[str, dict[str, Any]] = {
         "tool_calls": [call('{"town": "Paris"}')],
         "stream_chunk_chars": 4,
     },
+    "tool-bad-talk": {
+        "behaviour": "static",
+        "content": PROSE,
+        "tool_calls": [call('{"town": "Paris"}')],
+        "stream_chunk_chars": 9,
+    },
 }
 # alias stem -> (mock label, policy per mode)
 ALIASES: dict[str, tuple[str, dict[str, str]]] = {
@@ -77,9 +85,11 @@ ALIASES: dict[str, tuple[str, dict[str, str]]] = {
     "leak-redact": ("leak", {"passthrough": "pt-phrase-redact"}),
     "mail": ("mail", {"buffer": "buf-pii", "passthrough": "pt-pii"}),
     "mail-reject": ("mail", {"passthrough": "pt-pii-reject"}),
+    "mail-short-reject": ("mail-short", {"passthrough": "pt-pii-reject"}),
     "tool-ok": ("tool-ok", {"buffer": "buf-tools", "passthrough": "pt-tools"}),
     "tool-fixable": ("tool-fixable", {"buffer": "buf-tools", "passthrough": "pt-tools"}),
     "tool-bad": ("tool-bad", {"buffer": "buf-tools", "passthrough": "pt-tools"}),
+    "tool-bad-talk": ("tool-bad-talk", {"passthrough": "pt-tools"}),
     "tool-watch": ("tool-bad", {"passthrough": "pt-tools-watch"}),
 }
 PHRASES = {"type": "phrases", "deny": ["Globex Corporation"]}
@@ -92,7 +102,11 @@ POLICIES: dict[str, dict[str, Any]] = {
     "buf-pii": {"stream": "buffer", "validators": [PII]},
     "pt-pii": {"stream": "passthrough", "validators": [PII]},
     "pt-pii-reject": {"stream": "passthrough", "validators": [{**PII, "on_fail": "reject"}]},
-    "buf-tools": {"stream": "buffer", "validators": [{"type": "tool_calls"}], "on_fail": ["repair", "reject"]},
+    "buf-tools": {
+        "stream": "buffer",
+        "validators": [{"type": "tool_calls"}],
+        "on_fail": ["repair", "reject"],
+    },
     "pt-tools": {"stream": "passthrough", "validators": [{"type": "tool_calls"}]},
     "pt-tools-watch": {"stream": "passthrough", "mode": "monitor", "validators": [{"type": "tool_calls"}]},
 }
@@ -103,7 +117,12 @@ def deployment(label: str, transport: str, mock_url: str, mocks: dict[str, dict[
     if transport == "inproc":
         options = dict(mocks[label])
         return {"model": f"mock/{options.pop('behaviour')}", "mock": options}
-    return {"model": f"openai/{label}", "api_base": mock_url + "/v1", "api_key": "sk-mock", "transport": transport}
+    return {
+        "model": f"openai/{label}",
+        "api_base": mock_url + "/v1",
+        "api_key": "sk-mock",
+        "transport": transport,
+    }
 
 
 def write_config(
@@ -148,7 +167,10 @@ def proxy(tmp_path_factory: pytest.TempPathFactory, mock_server: ServerThread) -
     from proxy.app import create_app
 
     models = {
-        alias(stem, mode, t): {"policy": policy, "deployments": [deployment(label, t, mock_server.url, MOCKS)]}
+        alias(stem, mode, t): {
+            "policy": policy,
+            "deployments": [deployment(label, t, mock_server.url, MOCKS)],
+        }
         for stem, (label, policies) in ALIASES.items()
         for mode, policy in policies.items()
         for t in TRANSPORTS
@@ -164,12 +186,21 @@ def sdk(server: ServerThread) -> openai.OpenAI:
 
 
 def raw_stream(
-    server: ServerThread, model: str, *, content: str = "hi", headers: dict[str, str] | None = None, **extra: Any
+    server: ServerThread,
+    model: str,
+    *,
+    content: str = "hi",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> tuple[httpx.Response, bytes]:
     """POST a streamed request; the response and every byte of its body."""
     body = {"model": model, "messages": [{"role": "user", "content": content}], "stream": True, **extra}
     with httpx.stream(
-        "POST", server.url + "/v1/chat/completions", json=body, headers=headers or NO_STORE, timeout=30
+        "POST",
+        server.url + "/v1/chat/completions",
+        json=body,
+        headers=NO_STORE if headers is None else headers,
+        timeout=30,
     ) as response:
         data = b"".join(response.iter_bytes())
     return response, data
@@ -233,7 +264,8 @@ def test_phrase_split_across_chunks_is_caught(proxy, transport):
     model = alias("leak", "passthrough", transport)
     response, data = raw_stream(proxy, model)
     assert response.status_code == 200
-    assert b"Globex" not in data and b"Corporation" not in data
+    streamed, _, error_event = data.rpartition(b'data: {"error"')
+    assert b"Globex" not in streamed and b"Corporation" not in streamed  # only the error names the phrase
     payloads = events(data)
     assert "[DONE]" not in payloads
     assert payloads[-1]["error"]["code"] == "output_validation_failed"
@@ -243,24 +275,29 @@ def test_phrase_split_across_chunks_is_caught(proxy, transport):
     assert "Globex" not in sent
     assert not any(c["choices"][0]["finish_reason"] for c in payloads[:-1] if c.get("choices"))
     with pytest.raises(openai.APIError) as caught:
-        list(sdk(proxy).chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
-        ))
+        list(
+            sdk(proxy).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
+            )
+        )
     assert "violated the policy" in caught.value.message
+    metrics = httpx.get(proxy.url + "/metrics").text
+    assert 'guardproxy_violations_total{policy="pt-phrase",validator="phrases"}' in metrics
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", SOME)
 def test_phrase_redacted_in_place(proxy, transport):
     response, data = raw_stream(proxy, alias("leak-redact", "passthrough", transport))
-    assert b"Globex" not in data
+    assert b"Globex" not in data.partition(b'"guardproxy"')[0]  # only the verdict names the policy's phrase
     payloads = events(data)
     assert payloads[-1] == "[DONE]"
     assert text_of(payloads) == LEAK_TEXT.replace("Globex Corporation", "[REDACTED]")
     assert payloads[-2]["guardproxy"]["outcome"] == "redacted"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("mode", "transport"), [*(("passthrough", t) for t in TRANSPORTS), ("buffer", "direct")]
+)
 def test_pii_redacted_across_chunk_boundaries(proxy, mode, transport):
     client = sdk(proxy)
     model = alias("mail", mode, transport)
@@ -271,9 +308,11 @@ def test_pii_redacted_across_chunk_boundaries(proxy, mode, transport):
     assert payloads[-1] == "[DONE]"
     expected = MAIL_TEXT.replace(EMAIL, "[EMAIL]")
     assert text_of(payloads) == expected
-    chunks = list(client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
+        )
+    )
     assert sdk_text(chunks) == expected
     if mode == "passthrough":
         assert len([p for p in payloads if isinstance(p, dict) and p.get("choices")]) > 10  # really streamed
@@ -282,7 +321,7 @@ def test_pii_redacted_across_chunk_boundaries(proxy, mode, transport):
         assert response.headers["x-guardproxy-outcome"] == "redacted"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", SOME)
 def test_reject_ends_with_error_event_and_no_done(proxy, transport):
     model = alias("mail-reject", "passthrough", transport)
     response, data = raw_stream(proxy, model)
@@ -291,13 +330,42 @@ def test_reject_ends_with_error_event_and_no_done(proxy, transport):
     payloads = events(data)
     error = payloads[-1]["error"]
     assert error["type"] == "guardrail_violation" and error["code"] == "output_validation_failed"
-    assert error["violations"] == [{"validator": "pii", "message": "the output contains an email address",
-                                    "path": None}]
+    assert error["violations"] == [
+        {"validator": "pii", "message": "the output contains an email address", "path": None}
+    ]
     assert EMAIL not in json.dumps(error)
     with pytest.raises(openai.APIError):
-        list(sdk(proxy).chat.completions.create(
+        list(
+            sdk(proxy).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
+            )
+        )
+
+
+@pytest.mark.parametrize("transport", ["direct"])
+def test_violation_before_anything_was_sent_is_a_plain_422(proxy, transport):
+    """Held back whole (shorter than the pii window), the answer never started: an ordinary 422."""
+    model = alias("mail-short-reject", "passthrough", transport)
+    response, data = raw_stream(proxy, model)
+    assert response.status_code == 422 and b"john.doe" not in data
+    assert response.headers["x-guardproxy-outcome"] == "rejected"
+    assert json.loads(data)["error"]["violations"][0]["validator"] == "pii"
+    with pytest.raises(openai.UnprocessableEntityError):
+        sdk(proxy).chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=NO_STORE
-        ))
+        )
+
+
+def test_whole_output_verdict_at_the_end(proxy):
+    """Passthrough streams the text; `json` (brought in by response_format) can only judge it at the end."""
+    _, data = raw_stream(
+        proxy, alias("prose", "passthrough", "direct"), response_format={"type": "json_object"}
+    )
+    payloads = events(data)
+    assert text_of(payloads) == PROSE * 3 and b"[DONE]" not in data
+    assert payloads[-2]["guardproxy"]["outcome"] == "rejected"
+    assert payloads[-2]["guardproxy"]["violations"][0]["validator"] == "json"
+    assert payloads[-1]["error"]["code"] == "output_validation_failed"
 
 
 # --- usage ------------------------------------------------------------------------------------------
@@ -307,13 +375,15 @@ def test_reject_ends_with_error_event_and_no_done(proxy, transport):
 @pytest.mark.parametrize("mode", MODES)
 def test_usage_chunk(proxy, mode, transport):
     model = alias("prose", mode, transport)
-    chunks = list(sdk(proxy).chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": "count me"}],
-        stream=True,
-        stream_options={"include_usage": True},
-        extra_headers=NO_STORE,
-    ))
+    chunks = list(
+        sdk(proxy).chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "count me"}],
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=NO_STORE,
+        )
+    )
     assert all(c.usage is None for c in chunks[:-1])
     last = chunks[-1]
     assert last.choices == [] and last.usage is not None
@@ -356,22 +426,28 @@ def test_tool_call_deltas_assembled(proxy, mode, transport):
     response, payloads = tool_stream(proxy, alias("tool-ok", mode, transport))
     assert payloads[-1] == "[DONE]"
     [assembled] = tool_calls_of(payloads)
-    assert assembled["name"] == "get_weather" and json.loads(assembled["arguments"]) == {"city": "Paris", "days": 2}
+    assert assembled["name"] == "get_weather" and json.loads(assembled["arguments"]) == {
+        "city": "Paris",
+        "days": 2,
+    }
     finishes = [p["choices"][0]["finish_reason"] for p in payloads[:-1] if p.get("choices")]
     assert [f for f in finishes if f] == ["tool_calls"]
-    chunks = list(sdk(proxy).chat.completions.create(
-        model=alias("tool-ok", mode, transport),
-        messages=[{"role": "user", "content": "weather?"}],
-        tools=TOOLS,
-        stream=True,
-        extra_headers=NO_STORE,
-    ))
+    chunks = list(
+        sdk(proxy).chat.completions.create(
+            model=alias("tool-ok", mode, transport),
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=TOOLS,
+            stream=True,
+            extra_headers=NO_STORE,
+        )
+    )
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or ())]
     assert "".join(d.function.arguments or "" for d in deltas if d.function) == assembled["arguments"]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("mode", "transport"), [("buffer", "direct"), ("passthrough", "direct"), ("passthrough", "inproc")]
+)
 def test_invalid_tool_args_repaired_before_release(proxy, mode, transport):
     response, payloads = tool_stream(proxy, alias("tool-fixable", mode, transport))
     assert payloads[-1] == "[DONE]"
@@ -383,21 +459,40 @@ def test_invalid_tool_args_repaired_before_release(proxy, mode, transport):
         assert payloads[-2]["guardproxy"]["outcome"] == "repaired"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("mode", MODES)
-def test_invalid_tool_args_never_released(proxy, mode, transport):
+@pytest.mark.parametrize(
+    ("mode", "transport"), [("buffer", "direct"), ("passthrough", "direct"), ("passthrough", "inproc")]
+)
+def test_invalid_tool_args_rejected_before_release(proxy, mode, transport):
+    """A tool-call-only answer is held whole in both modes: nothing was sent, so a plain 422."""
     response, data = raw_stream(proxy, alias("tool-bad", mode, transport), tools=TOOLS)
-    assert b"town" not in data and b"[DONE]" not in data
-    if mode == "buffer":
-        assert response.status_code == 422
-        assert json.loads(data)["error"]["code"] == "output_validation_failed"
-    else:
-        error = events(data)[-1]["error"]
-        assert error["code"] == "output_validation_failed"
-        assert {v["validator"] for v in error["violations"]} == {"tool_calls"}
+    assert response.status_code == 422 and b"Paris" not in data
+    error = json.loads(data)["error"]
+    assert error["code"] == "output_validation_failed"
+    assert {v["validator"] for v in error["violations"]} == {"tool_calls"}
+    with pytest.raises(openai.UnprocessableEntityError):
+        sdk(proxy).chat.completions.create(
+            model=alias("tool-bad", mode, transport),
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=TOOLS,
+            stream=True,
+            extra_headers=NO_STORE,
+        )
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", SOME)
+def test_invalid_tool_call_after_text_ends_stream_with_verdict(proxy, transport):
+    """Passthrough: the text has streamed, the held tool call fails: verdict chunk, error event, no [DONE]."""
+    _, data = raw_stream(proxy, alias("tool-bad-talk", "passthrough", transport), tools=TOOLS)
+    payloads = events(data)
+    assert text_of(payloads) == PROSE and b"Paris" not in data and b"[DONE]" not in data
+    assert not tool_calls_of(payloads)
+    assert not any(p["choices"][0]["finish_reason"] for p in payloads if p.get("choices"))
+    verdict, error = payloads[-2]["guardproxy"], payloads[-1]["error"]
+    assert verdict["outcome"] == "rejected" and verdict["violations"][0]["validator"] == "tool_calls"
+    assert error["code"] == "output_validation_failed"
+
+
+@pytest.mark.parametrize("transport", ["direct"])
 def test_monitor_mode_releases_invalid_tool_call_flagged(proxy, transport):
     _, payloads = tool_stream(proxy, alias("tool-watch", "passthrough", transport))
     assert payloads[-1] == "[DONE]"

@@ -83,7 +83,7 @@ def _ip(kind: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address]) -> Call
     return check
 
 
-_CHECKS: dict[str, Callable[[str], bool]] = {
+CHECKS: dict[str, Callable[[str], bool]] = {
     "date": is_date,
     "time": is_time,
     "date-time": is_date_time,
@@ -99,7 +99,7 @@ _CHECKS: dict[str, Callable[[str], bool]] = {
 def format_checker() -> FormatChecker:
     """A FormatChecker for the formats above; other strings are always accepted (as the spec allows)."""
     checker = FormatChecker(formats=())
-    for name, check in _CHECKS.items():
+    for name, check in CHECKS.items():
         checker.checks(name)(_only_strings(check))
     return checker
 

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = ["Reading", "Refused", "read_value"]
 
 _WS = " \t\n\r\ufeff"
+_DIGITS = frozenset("0123456789")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "'": "'"}
 _CLOSERS = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019"}
 _JSON_WORDS = {"true": True, "false": False, "null": None, "NaN": math.nan, "Infinity": math.inf}
@@ -80,7 +81,7 @@ class _Reader:
             return self.array(depth)
         if c in _CLOSERS:
             return self.string(), DONE
-        if c == "-" or c.isdigit():
+        if c == "-" or c in _DIGITS:
             if self.s.startswith("-Infinity", self.i):
                 self.i += len("-Infinity")
                 return -math.inf, DONE
@@ -107,7 +108,7 @@ class _Reader:
         if s[j] == "-":
             j += 1
         k = j
-        while k < len(s) and s[k].isdigit():
+        while k < len(s) and s[k] in _DIGITS:
             k += 1
         if k == j or (s[j] == "0" and k - j > 1):
             raise Refused("a number is malformed")
@@ -125,7 +126,7 @@ class _Reader:
 
     def _digits(self, j: int) -> int:
         k = j
-        while k < len(self.s) and self.s[k].isdigit():
+        while k < len(self.s) and self.s[k] in _DIGITS:
             k += 1
         if k == j:
             raise Refused("a number is malformed or cut")

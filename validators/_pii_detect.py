@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -242,7 +243,8 @@ def _touches_after(text: str, end: int, det: Detector) -> bool:
 
 def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector]]:
     """Non-overlapping findings (start, end, detector) of the chosen entities, in text order."""
-    found: list[tuple[int, int, Detector]] = []
+    found: list[tuple[int, int, Detector]] = []  # sorted by start, never overlapping
+    starts: list[int] = []
     for det in DETECTORS:
         if det.entity not in entities:
             continue
@@ -261,6 +263,9 @@ def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector
                 text[start - 1 : start] in tuple(det.no_touch) or _touches_after(text, end, det)
             ):
                 continue
-            if not any(s < end and start < e for s, e, _ in found):
-                found.append((start, end, det))
-    return sorted(found, key=lambda f: f[0])
+            at = bisect.bisect_left(starts, start)
+            if (at and found[at - 1][1] > start) or (at < len(found) and found[at][0] < end):
+                continue  # overlaps a finding of a higher-priority entity
+            starts.insert(at, start)
+            found.insert(at, (start, end, det))
+    return found

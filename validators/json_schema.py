@@ -10,7 +10,7 @@ from typing import Any
 from validators._messages import schema_violations
 from validators._options import Options
 from validators.base import BuildContext, Output, RequestContext, ValidatorConfigError, Violation
-from validators.schema_cache import SchemaCache, SchemaProblem
+from validators.schema_cache import CompiledSchema, SchemaCache, SchemaProblem
 
 __all__ = ["JsonSchemaValidator", "JsonValidator", "json_factory", "json_schema_factory"]
 
@@ -48,15 +48,22 @@ class JsonSchemaValidator:
         self.uses_response_format = schema is None
         self.on_fail = on_fail
         self.schema_cache = cache
+        self._compiled = cache.get(schema) if schema is not None else None  # inline: compiled at load
 
     def schema_for(self, ctx: RequestContext) -> Mapping[str, Any] | bool | None:
         """The schema that applies to this request (None: nothing to check)."""
         return ctx.response_schema() if self.schema is None else self.schema
 
+    def compiled_for(self, ctx: RequestContext) -> CompiledSchema | None:
+        """The compiled schema for this request; raise SchemaProblem for an unusable request schema."""
+        if self._compiled is not None:
+            return self._compiled
+        schema = ctx.response_schema() if self.schema is None else None
+        return None if schema is None else self.schema_cache.get(schema)
+
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """Violations with JSON Pointer paths into the output document."""
-        schema = self.schema_for(ctx)
-        if schema is None or (output.text is None and output.tool_calls):
+        if self.schema_for(ctx) is None or (output.text is None and output.tool_calls):
             return []
         reason = output.json_error()
         if reason is not None:
@@ -68,11 +75,11 @@ class JsonSchemaValidator:
                 )
             ]
         try:
-            compiled = self.schema_cache.get(schema)
+            compiled = self.compiled_for(ctx)
         except SchemaProblem as exc:
             return [Violation(self.type, f"the request's response_format schema cannot be used: {exc}", None)]
         value = output.json_value()
-        if compiled.is_valid(value):
+        if compiled is None or compiled.is_valid(value):
             return []
         return schema_violations(self.type, compiled.errors(value))
 

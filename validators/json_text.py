@@ -140,6 +140,9 @@ def recover_json(text: str, expect: str | None = None, *, allow_truncated: bool 
         raise Refused("the answer was cut off (finish_reason 'length'): closing it would guess the rest")
     if _another_value(text[reading.end :], expect):
         raise Refused("the output holds more than one JSON document")
+    before, after = text[:start].rstrip()[-1:], text[reading.end :].lstrip()[:1]
+    if before and after and before in "[,:" and after in "]},":
+        raise Refused("the document found is part of a larger JSON structure")
     around = _surroundings(text[:start], text[reading.end :])
     if reading.changes:
         candidate = _escape_controls(text[start : reading.end], start, reading.raw_controls)

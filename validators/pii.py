@@ -56,7 +56,7 @@ def pii_factory(spec: Mapping[str, Any], context: BuildContext) -> PiiValidator:
         if name not in ENTITIES:
             hint = did_you_mean(name, ENTITIES)
             raise ValidatorConfigError(
-                f"entities[{i}]: unknown entity '{name}'{hint}; known: {', '.join(ENTITIES)}",
+                f"unknown entity '{name}'{hint}; known: {', '.join(ENTITIES)}",
                 key="entities",
                 index=i,
             )

@@ -46,7 +46,9 @@ def _fix(text: str, schemas: Sequence[CompiledSchema], cut: bool = False) -> tup
     for compiled in schemas:
         value, more = coerce_document(value, compiled)
         changes.extend(more)
-    return json.dumps(value, ensure_ascii=False, allow_nan=False), changes
+    fixed = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    fixed.encode("utf-8")  # a lone surrogate from a \ud800 escape raises here, not in the server
+    return fixed, changes
 
 
 def _cache_of(validators: Sequence[Validator]) -> SchemaCache:
@@ -56,15 +58,9 @@ def _cache_of(validators: Sequence[Validator]) -> SchemaCache:
     return SchemaCache(maxsize=8)
 
 
-def _text_schemas(
-    validators: Sequence[Validator], ctx: RequestContext, cache: SchemaCache
-) -> list[CompiledSchema]:
-    out = []
-    for v in validators:
-        schema = v.schema_for(ctx) if isinstance(v, JsonSchemaValidator) else None
-        if schema is not None:
-            out.append(cache.get(schema))
-    return out
+def _text_schemas(validators: Sequence[Validator], ctx: RequestContext) -> list[CompiledSchema]:
+    found = [v.compiled_for(ctx) for v in validators if isinstance(v, JsonSchemaValidator)]
+    return [c for c in found if c is not None]
 
 
 def _repair_calls(
@@ -101,12 +97,12 @@ def repair(validators: Sequence[Validator], output: Output, ctx: RequestContext)
     try:
         json_checks = [v for v in validators if v.type in _JSON_TYPES]
         if json_checks and text is not None and check(json_checks, output, ctx):
-            text, made = _fix(text, _text_schemas(validators, ctx, cache), output.finish_reason == "length")
+            text, made = _fix(text, _text_schemas(validators, ctx), output.finish_reason == "length")
             changes.extend(made)
         if calls and any(v.type == "tool_calls" for v in validators):
             calls, made = _repair_calls(output, ctx, cache)
             changes.extend(made)
-    except (Refused, SchemaProblem, ValueError, RecursionError):
+    except (Refused, SchemaProblem, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
     repaired = Output(text=text, tool_calls=calls, finish_reason=output.finish_reason)
     if check(validators, repaired, ctx):

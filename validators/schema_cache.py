@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import extend
 
+from validators._fastschema import compile_check
 from validators._formats import format_checker
 from validators._re2 import UnsupportedPattern, compile_re2
 
@@ -95,10 +96,13 @@ class CompiledSchema:
     def __init__(self, schema: Mapping[str, Any] | bool) -> None:
         self.schema = schema
         self.validator: Any = _Validator(schema, format_checker=format_checker())
+        self.fast = compile_check(schema)  # None: the schema needs jsonschema for the yes/no answer too
 
     def is_valid(self, instance: Any) -> bool:
         """True when `instance` matches; False as well when the schema recurses without end."""
         try:
+            if self.fast is not None:
+                return self.fast(instance)
             return bool(self.validator.is_valid(instance))
         except RecursionError:
             return False

@@ -28,11 +28,12 @@ class _TokenTally:
 
     def __init__(self, count: Callable[[str], int]) -> None:
         self._count = count
-        self._done_chars = 0
-        self._done_tokens = 0
+        self._tail = ""
+        self._done = 0
 
-    def total(self, text: str) -> int:
-        tail = text[self._done_chars :]
+    def add(self, delta: str) -> int:
+        """Append `delta`; return the token count of everything so far."""
+        tail = self._tail + delta
         if len(tail) > 2 * _TALLY_CHUNK:
             # Split before a space that follows a non-space and precedes a letter: BPE pre-tokenizers
             # never join across such a point, so the counts of both sides add up exactly.
@@ -45,10 +46,10 @@ class _TokenTally:
             ):
                 cut -= 1
             if cut > 0:
-                self._done_tokens += self._count(tail[:cut])
-                self._done_chars += cut
+                self._done += self._count(tail[:cut])
                 tail = tail[cut:]
-        return self._done_tokens + self._count(tail)
+        self._tail = tail
+        return self._done + self._count(tail)
 
 
 def _stops(mode: str | None) -> bool:
@@ -89,13 +90,13 @@ class StreamGuard:
         if self._cap is not None and self._sent >= self._cap:
             return GuardStep("", [], False)  # cut by a length redaction: the rest is dropped
         self._buf += delta
-        return self._step(final=False)
+        return self._step(delta, final=False)
 
     def finish(self) -> GuardStep:
         """The stream ended: check the held-back rest and the whole-text rules, release what passes."""
         if self._stopped:
             return GuardStep("", [], True)
-        step = self._step(final=True)
+        step = self._step("", final=True)
         if step.stop:
             return step
         whole = "".join(self._full)
@@ -126,40 +127,38 @@ class StreamGuard:
         self.violations.append(violation)
         return True
 
-    def _length_limit(self, found: list[Violation]) -> bool:
+    def _length_limit(self, delta: str, found: list[Violation]) -> bool:
         """Check max_chars / max_tokens on everything received; True when the stream must stop."""
         total = self._base + len(self._buf)
         stop = False
         for v in self._lengths:
-            over = v.max_chars is not None and total > v.max_chars
-            if over and v.on_fail == "redact" and v.max_chars is not None:
-                self._cap = v.max_chars if self._cap is None else min(self._cap, v.max_chars)
-                if self._report(
-                    Violation(
-                        v.type, f"the output is longer than {v.max_chars:,} characters; the rest was cut"
-                    ),
-                    (v.type, "max_chars"),
-                ):
-                    found.append(self.violations[-1])
-                continue
+            problem = None
+            if v.max_chars is not None and total > v.max_chars:
+                if v.on_fail == "redact":
+                    self._cap = min(self._cap if self._cap is not None else v.max_chars, v.max_chars)
+                    problem = f"the output is longer than {v.max_chars:,} characters; the rest was cut"
+                else:
+                    problem = f"the output is longer than {v.max_chars:,} characters"
             tally = self._tallies.get(id(v))
-            tokens = tally.total("".join(self._full)) if tally and v.max_tokens else 0
-            if tally and v.max_tokens and tokens > v.max_tokens:
-                over = True
-            if over and self._report(
-                Violation(v.type, "the output is longer than the policy allows"), (v.type, "max")
-            ):
+            if tally is not None and v.max_tokens is not None and tally.add(delta) > v.max_tokens:
+                problem = f"the output is longer than {v.max_tokens:,} tokens"
+            if problem and self._report(Violation(v.type, problem), (v.type, problem)):
                 found.append(self.violations[-1])
                 stop = stop or _stops(v.on_fail)
         return stop
 
-    def _step(self, final: bool) -> GuardStep:
+    def _step(self, delta: str, final: bool) -> GuardStep:
         found: list[Violation] = []
-        if self._length_limit(found):
+        if self._length_limit(delta, found):
             self._stopped = True
             return GuardStep("", found, True)
         text, base = self._buf, self._base
         limit = len(text) if final else max(len(text) - self._hold, self._sent - base)
+        for finder in self._finders if not final else ():
+            pending = getattr(finder, "pending", None)
+            start = pending(text) if pending is not None else None
+            if start is not None:
+                limit = max(min(limit, start), self._sent - base)
         spans: list[tuple[SpanValidator, Span]] = [(v, s) for v in self._finders for s in v.find(text)]
         moved = not final
         while moved:

@@ -103,6 +103,18 @@ class PhrasesValidator:
                 )
         return spans
 
+    def pending(self, text: str) -> int | None:
+        """Where a phrase may be starting at the very end of `text` (a stream must hold from there)."""
+        folded, index = fold(text)
+        starts = []
+        for _, phrase in self.phrases:
+            for k in range(min(len(phrase) - 1, len(folded)), 0, -1):
+                if folded.endswith(phrase[:k]):
+                    pos = len(folded) - k
+                    starts.append(pos if index is None else index[pos])
+                    break
+        return min(starts, default=None)
+
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """One violation per denied phrase found (per place)."""
         out = []
@@ -175,7 +187,7 @@ def regex_factory(spec: Mapping[str, Any], context: BuildContext) -> RegexValida
             try:
                 compile_re2(pattern)
             except UnsupportedPattern as exc:
-                raise ValidatorConfigError(f"{key}[{i}] {pattern!r}: {exc}", key=key, index=i) from None
+                raise ValidatorConfigError(f"invalid pattern {pattern!r}: {exc}", key=key, index=i) from None
     on_fail = opts.on_fail(("reject", "flag") if require else ("redact", "reject", "flag"))
     return RegexValidator(deny, require, on_fail, opts.int_or_none("max_match", minimum=1))
 
@@ -186,7 +198,7 @@ def phrases_factory(spec: Mapping[str, Any], context: BuildContext) -> PhrasesVa
     deny = opts.str_list("deny")
     for i, phrase in enumerate(deny):
         if not fold_phrase(phrase):
-            raise ValidatorConfigError(f"deny[{i}] is empty", key="deny", index=i)
+            raise ValidatorConfigError("a denied phrase is empty", key="deny", index=i)
     if not deny:
         raise ValidatorConfigError("phrases needs at least one phrase in 'deny'", key="deny")
     return PhrasesValidator(deny, opts.on_fail())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -15,11 +16,12 @@ from ..errors import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamTransient,
+    UpstreamUnreachable,
 )
 from ..redaction import scrub
 from ..settings import Deployment
 
-__all__ = ["DEFAULT_BASES", "DirectTransport", "failure_for_status", "retry_after_from"]
+__all__ = ["DEFAULT_BASES", "DirectTransport", "failure_for_status", "retry_after_from", "without_markup"]
 
 # Providers that speak the OpenAI wire format, with their public base URL where one is fixed.
 DEFAULT_BASES: Mapping[str, str | None] = {
@@ -37,6 +39,14 @@ DEFAULT_BASES: Mapping[str, str | None] = {
     "custom_openai": None,
 }
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+
+
+_MARKUP = re.compile(r"<(?:!doctype|html|head|body)\b.*?(?:</html>|$)", re.IGNORECASE | re.DOTALL)
+
+
+def without_markup(text: str) -> str:
+    """The text with any HTML document in it replaced (an error page must not reach the client)."""
+    return _MARKUP.sub("[html page]", text)
 
 
 def retry_after_from(headers: Mapping[str, str]) -> float | None:
@@ -133,6 +143,8 @@ class DirectTransport:
                 if resp.status != 200:
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
                 return raw
+        except aiohttp.ClientConnectorError as exc:  # refused / DNS: nothing was sent
+            raise UpstreamUnreachable(f"Could not connect to the provider: {type(exc).__name__}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamTransient(f"Connection to the provider failed: {type(exc).__name__}") from None
 
@@ -165,6 +177,8 @@ class DirectTransport:
                     yield chunk
                 if not done and not finished:
                     raise UpstreamTransient("The provider's stream ended before the answer was complete.")
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(f"Could not connect to the provider: {type(exc).__name__}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamTransient(f"The provider's stream broke: {type(exc).__name__}") from None
         except TimeoutError:
@@ -197,4 +211,4 @@ def _error_message(raw: bytes, dep: Deployment) -> str:
     except orjson.JSONDecodeError:
         message = None
     text = str(message) if message else raw[:200].decode("utf-8", "replace")
-    return scrub(text[:500], [dep.api_key or ""])
+    return scrub(without_markup(text)[:500], [dep.api_key or ""])

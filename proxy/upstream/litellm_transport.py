@@ -14,10 +14,11 @@ from ..errors import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamTransient,
+    UpstreamUnreachable,
 )
 from ..redaction import scrub
 from ..settings import Deployment
-from .direct import retry_after_from
+from .direct import retry_after_from, without_markup
 
 __all__ = ["EXCEPTION_MAP", "LitellmTransport", "map_litellm_exception"]
 
@@ -51,19 +52,33 @@ EXCEPTION_MAP: Mapping[str, type[UpstreamFailure]] = {
     "ModifyResponseException": UpstreamTransient,
     "SensitiveDataRouteException": UpstreamRejected,
 }
+_BY_STATUS: Mapping[int, type[UpstreamFailure]] = {
+    400: UpstreamRejected,
+    404: UpstreamRejected,
+    413: UpstreamRejected,
+    422: UpstreamRejected,
+    401: UpstreamAuthFailed,
+    403: UpstreamAuthFailed,
+    429: UpstreamRateLimited,
+}
 # Fields litellm would read as its own settings rather than forward; never passed to it.
 _NOT_FOR_LITELLM = frozenset({"metadata", "stream", "stream_options", "model", "store"})
 
 
 def map_litellm_exception(exc: BaseException, dep: Deployment) -> UpstreamFailure:
     """Translate a litellm exception into our error tree (the boundary; nothing else sees litellm's)."""
+    if _connect_failed(exc):
+        return UpstreamUnreachable("Could not connect to the provider (connection refused or DNS failure).")
     target: type[UpstreamFailure] = UpstreamTransient
     for cls in type(exc).__mro__:
         if cls.__name__ in EXCEPTION_MAP:
             target = EXCEPTION_MAP[cls.__name__]
             break
     status = getattr(exc, "status_code", None)
-    message = scrub(str(getattr(exc, "message", None) or exc)[:500], [dep.api_key or ""])
+    if target is UpstreamTransient and isinstance(status, int):
+        target = _BY_STATUS.get(status, target)  # litellm raises a generic APIError for e.g. 403
+    text = without_markup(str(getattr(exc, "message", None) or exc))
+    message = scrub(text[:500], [dep.api_key or ""])
     message = message.replace("litellm.", "")
     if target is UpstreamRejected:
         context = type(exc).__name__ == "ContextWindowExceededError"
@@ -89,6 +104,23 @@ def map_litellm_exception(exc: BaseException, dep: Deployment) -> UpstreamFailur
         status=status if isinstance(status, int) else None,
         retry_after=retry_after_from(_headers(exc)),
     )
+
+
+# Connect-phase failures in the cause chain (httpx, aiohttp, the OS): nothing reached the provider.
+_CONNECT_ERRORS = frozenset(
+    {"ConnectError", "ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError", "gaierror"}
+)
+
+
+def _connect_failed(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if type(seen).__name__ in _CONNECT_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _headers(exc: BaseException) -> Mapping[str, str]:
@@ -161,6 +193,8 @@ class LitellmTransport:
         kwargs.update(stream=True, stream_options={"include_usage": True})
         try:
             response = await lib.acompletion(**kwargs)
+            if not _is_event_stream(response):
+                raise UpstreamTransient("The provider answered a stream request without an event stream.")
             async for chunk in response:
                 yield _chunk_dict(chunk)
         except UpstreamFailure:
@@ -195,6 +229,14 @@ class LitellmTransport:
 
     async def close(self) -> None:
         return None
+
+
+def _is_event_stream(response: Any) -> bool:
+    """False when the provider labelled its answer as something else (an HTML error page, JSON)."""
+    hidden = getattr(response, "_hidden_params", None)
+    headers = (hidden.get("additional_headers") if isinstance(hidden, dict) else None) or {}
+    content_type = headers.get("llm_provider-content-type")
+    return content_type is None or "text/event-stream" in str(content_type)
 
 
 def _completion_dict(response: Any) -> dict[str, Any]:

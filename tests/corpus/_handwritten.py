@@ -64,7 +64,8 @@ HANDWRITTEN: list[dict[str, Any]] = [
     _entry(
         "code_trailing_newline",
         "code_review",
-        '{"file": "tools/f.py", "language": "python", "patched_code": "def f(x):\n    return {\\"a\\": x}\n", '
+        '{"file": "tools/f.py", "language": "python", '
+        '"patched_code": "def f(x):\n    return {\\"a\\": x}\n", '
         '"issues": [{"line": 2, "severity": "info", "message": "Fine."}], "approved": true}',
         _py_code,
     ),
@@ -79,7 +80,8 @@ HANDWRITTEN: list[dict[str, Any]] = [
     _entry(
         "superfluous_quote",
         "sentiment",
-        '{\n  "label": "mixed",\n  "confidence": 0.5,\n  "rationale": "Hits include:\n- "Josephine"\n- "Tell Me '
+        '{\n  "label": "mixed",\n  "confidence": 0.5,\n  '
+        '"rationale": "Hits include:\n- "Josephine"\n- "Tell Me '
         'There\'s "a Heaven",\n- "Julia".",\n  "source": "review"\n}',
         None,
     ),
@@ -113,7 +115,8 @@ HANDWRITTEN: list[dict[str, Any]] = [
     _entry(
         "word_processor_quotes",
         "sentiment",
-        "{\u201clabel\u201d: \u201cmixed\u201d, \u201cconfidence\u201d: 0.55, \u201crationale\u201d: \u201cPraises "
+        "{\u201clabel\u201d: \u201cmixed\u201d, \u201cconfidence\u201d: 0.55, "
+        "\u201crationale\u201d: \u201cPraises "
         "the screen, complains about the price.\u201d}",
         _doc("sentiment", 1),
     ),

@@ -237,7 +237,7 @@ def g_cut_nested_array(doc, schema, rng, other):
 
 def g_cut_number(doc, schema, rng, other):
     text = dumps(doc, None)
-    for p, v in paths_of(doc):
+    for _, v in paths_of(doc):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and len(str(v)) >= 3:
             token = f": {json.dumps(v)}"
             at = text.find(token)

@@ -58,7 +58,9 @@ def shared_models(mock: MockUpstream, transport: str) -> dict[str, Any]:
         "badkeys": alias(dep("auth401"), dep("auth403")),
         "hang": alias(dep("blackhole", 0.4), dep("ok2")),
         "hang-all": alias(dep("blackhole", 0.4), dep("blackhole2", 0.4)),
-        "hang-long": alias(dep("blackhole", 0.6), dep("blackhole2", 0.6), dep("blackhole3", 0.6), policy="wide"),
+        "hang-long": alias(
+            dep("blackhole", 0.6), dep("blackhole2", 0.6), dep("blackhole3", 0.6), policy="wide"
+        ),
         "stall": alias(dep("stall", 0.4), dep("ok2")),
         "cut-early": alias(dep("cut-then-ok")),
         "cut-early-relay": alias(dep("cut-then-ok"), policy="relay"),
@@ -70,7 +72,7 @@ def shared_models(mock: MockUpstream, transport: str) -> dict[str, Any]:
         "refused": alias(refused, dep("ok2")),
         "slow": alias(dep("slow")),
         "slow-relay": alias(dep("slow"), policy="relay"),
-        "slow-stream": alias(dep("slow-stream"), policy="relay"),
+        "slow-stream": alias(dep("slow-stream"), policy="relay-plain"),
         "shared": alias(dep("slow-ok")),
     }
     for kind in MALFORMED:
@@ -86,17 +88,22 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def proxy(mock: MockUpstream, transport: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultProxy]:
+def proxy(
+    mock: MockUpstream, transport: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultProxy]:
     """guardproxy with every fault alias, on `transport`; the retry budget and cooldowns are out of reach."""
     folder: Path = tmp_path_factory.mktemp(f"faults-{transport}")
     config = write_config(
         folder,
         shared_models(mock, transport),
-        policies={"relay": RELAY_POLICY, "wide": {"max_attempts": 20}},
+        policies={
+            "relay": RELAY_POLICY,
+            "relay-plain": {"stream": "passthrough", "validators": []},
+            "wide": {"max_attempts": 20},
+        },
     )
     server = FaultProxy(config)
     # The first call through a transport pays its imports; keep that out of the tests' timeouts.
     assert server.chat("ok").status_code == 200
     yield server
     server.stop()
-

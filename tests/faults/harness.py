@@ -44,7 +44,10 @@ MOCK_OPTIONS: dict[str, Any] = {
     },
     "ra3600": {"behaviour": "error", "status": 429, "retry_after": 3600},
     "ra3600b": {"behaviour": "error", "status": 429, "retry_after": 3600},
-    "e500-then-ok": {"behaviour": "script", "script": [{"behaviour": "error", "status": 500}, {"behaviour": "echo"}]},
+    "e500-then-ok": {
+        "behaviour": "script",
+        "script": [{"behaviour": "error", "status": 500}, {"behaviour": "echo"}],
+    },
     "ctx400": {
         "behaviour": "error",
         "status": 400,
@@ -73,6 +76,14 @@ MOCK_OPTIONS: dict[str, Any] = {
     "wrong_content_type": {"behaviour": "malformed", "body": "wrong_content_type"},
     "inband": {"behaviour": "stream_error", "content": LONG, "message": "upstream exploded"},
     "down503": {"behaviour": "error", "status": 503},
+    "recovering": {
+        "behaviour": "script",
+        "script": [
+            {"behaviour": "error", "status": 500},
+            {"behaviour": "error", "status": 500},
+            {"behaviour": "echo", "latency_ms": 800},
+        ],
+    },
     "limited429": {"behaviour": "error", "status": 429, "retry_after": 0.1},
 }
 
@@ -258,7 +269,9 @@ def timed() -> Iterator[list[float]]:
         box.append(time.monotonic() - start)
 
 
-def assert_error(response: httpx.Response, status: int, type_: str, code: str | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, type_: str, code: str | None = None
+) -> dict[str, Any]:
     """The OpenAI error shape, with no provider key or URL in it."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")

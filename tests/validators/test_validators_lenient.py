@@ -118,3 +118,17 @@ def test_two_documents_are_refused(first: Any, second: Any) -> None:
     except Refused:
         return
     raise AssertionError("accepted two documents")
+
+
+json_ish = st.text(
+    alphabet=st.sampled_from(list("{}[]:,\"'\u201c\u201d \n\\/#*-.0123456789eEtrufalsnNIyTFx`")), max_size=60
+)
+
+
+@SETTINGS
+@given(json_ish | st.text(max_size=60))
+def test_any_text_is_read_or_refused_never_crashes(text: str) -> None:
+    try:
+        recover_json(text)
+    except Refused:
+        pass

@@ -111,7 +111,8 @@ def test_double_encoded_document_is_decoded(person: list[Validator], ctx: Reques
 @pytest.mark.parametrize(
     "text",
     [
-        '{"name": "Ann", "age": 3, "currency": "EUR"}\n{"name": "Bob", "age": 4, "currency": "EUR"}',  # two docs
+        # two documents
+        '{"name": "Ann", "age": 3, "currency": "EUR"}\n{"name": "Bob", "age": 4, "currency": "EUR"}',
         '{"name": "Ann", "age": 3, "currency": "EU',  # cut inside a string
         '{"name": "Ann", "currency": "EUR", "age": 3',  # cut right after a number
         '{"name": "Ann", "currency": "EUR", "age": 3, "tags": ["a",',  # cut after a comma
@@ -119,6 +120,8 @@ def test_double_encoded_document_is_decoded(person: list[Validator], ctx: Reques
         '{"name": "Ann", "age": "1,000", "currency": "EUR"}',  # thousands separator or decimal comma?
         '{"name": "Ann", "currency": "EUR"}',  # required value missing, no default
         '{"name": "Ann", "age": 3, "currency": "EUR", "level": "hi"}',  # not an enum value
+        '[{"name": "Ann", "age": 3, "currency": "EUR"},]',  # an object inside an array is not the object
+        '{"name": "Ann", "age": 3, "currency": "EUR", "note": "\\ud800",}',  # a lone surrogate cannot be sent
         "I can't answer that.",
         "",
         '{"text": "first line\n"second": 2}',  # a quote that may end the string or not

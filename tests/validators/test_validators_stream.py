@@ -15,9 +15,12 @@ from validators import (
     default_registry,
     redact,
 )
+from validators._tokens import offline_token_counter
+from validators.stream import _TokenTally
 
 CTX = RequestContext()
 REGISTRY = default_registry(plugins=False)
+TOKEN_COUNT = offline_token_counter()
 SENSITIVE = [
     "mail jane.doe@example.com now",
     "card 4111 1111 1111 1111 ok",
@@ -129,3 +132,33 @@ def test_max_tokens_stops_a_long_stream(registry: Registry) -> None:
     assert any(s.stop for s in steps)
     released = "".join(s.release for s in steps)
     assert 150 <= len(released) <= 300
+
+
+def test_a_phrase_padded_with_invisible_characters_is_still_caught(registry: Registry) -> None:
+    guard = StreamGuard(
+        [registry.create({"type": "phrases", "deny": ["competitor inc"], "on_fail": "redact"})], CTX
+    )
+    padded = ("\u200b" * 5).join("competitor inc")  # 79 characters: far beyond the 36-character window
+    text = "We like " + padded + " a lot."
+    released, _ = _run(guard, list(text))
+    assert released == "We like [REDACTED] a lot."
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["hello", "world,", " ", "  ", "\n", "Über", "don't", "🙂", "日本語", "x=1;", "42"]),
+        min_size=50,
+        max_size=400,
+    ),
+    st.lists(st.integers(1, 40), min_size=1, max_size=20),
+)
+def test_incremental_token_count_equals_a_full_count(words: list[str], sizes: list[int]) -> None:
+    count = TOKEN_COUNT
+    assert count is not None
+    text = " ".join(words)
+    tally, pos, total, i = _TokenTally(count), 0, 0, 0
+    while pos < len(text):
+        size = sizes[i % len(sizes)]
+        total, pos, i = tally.add(text[pos : pos + size]), pos + size, i + 1
+    assert total == count(text)

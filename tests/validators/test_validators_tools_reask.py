@@ -45,7 +45,8 @@ def test_tool_calls_are_checked_against_their_declared_schema(registry: Registry
     assert [(x.path, x.message) for x in found] == [
         (
             "/tool_calls/0/function/arguments/city",
-            'tool call #0 ("get_weather"): at /tool_calls/0/function/arguments: required property "city" is missing',
+            'tool call #0 ("get_weather"): at /tool_calls/0/function/arguments: '
+            'required property "city" is missing',
         ),
         (
             "/tool_calls/0/function/arguments/x",
@@ -62,7 +63,8 @@ def test_tool_calls_are_checked_against_their_declared_schema(registry: Registry
         ),
         (
             "/tool_calls/2/function/arguments",
-            'tool call #2 ("get_weather"): the arguments are not valid JSON: Expecting property name enclosed in '
+            'tool call #2 ("get_weather"): the arguments are not valid JSON: '
+            "Expecting property name enclosed in "
             "double quotes at line 1 column 2",
         ),
     ]

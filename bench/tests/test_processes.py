@@ -1,0 +1,123 @@
+"""The harness against real processes: a subject started, timed, loaded with wrk, stopped."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import measure
+import procs
+import wrk
+from payload import MASTER_KEY, request_body
+from subjects import BENCH, free_port, subject_env
+
+
+def _server(tmp_path: Path, app: str) -> tuple[procs.Server, int]:
+    port = free_port()
+    argv = [sys.executable, str(BENCH / f"{app}.py"), "--port", str(port)]
+    return procs.Server(argv, subject_env(), tmp_path / f"{app}.log", BENCH.parent), port
+
+
+def test_start_load_and_stop_the_fixed_app(tmp_path: Path) -> None:
+    server, port = _server(tmp_path, "fixed_app")
+    try:
+        startup = server.start(f"http://127.0.0.1:{port}/health", timeout=60)
+        assert 0 < startup < 60
+        body = json.dumps(request_body()).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {MASTER_KEY}"}
+        assert measure.check(measure.post(port, body, headers), stream=False) is None
+        script = tmp_path / "post.lua"
+        script.write_text(wrk.lua_script(body, headers))
+        row = measure.load(
+            wrk.ensure_wrk(), f"http://127.0.0.1:{port}/v1/chat/completions", script, 4, 1, server.pid, None
+        )
+        assert row["requests"] > 50 and row["errors"] == 0
+        assert row["cpu_ms_per_req"] is not None and row["cpu_ms_per_req"] > 0
+        assert row["p50_ms"] is not None and 0 < row["p50_ms"] <= row["p99_ms"]
+        bad = measure.load(
+            wrk.ensure_wrk(), f"http://127.0.0.1:{port}/nowhere", script, 2, 1, server.pid, None
+        )
+        assert bad["requests"] > 0 and bad["errors"] == bad["requests"]  # 404s count as errors
+        pid = server.pid
+    finally:
+        server.stop()
+    assert not server.alive()
+    assert not Path(f"/proc/{pid}").exists()  # stopped and reaped
+
+
+def test_a_subject_that_exits_is_reported_not_waited_for(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    server = procs.Server(argv, subject_env(), tmp_path / "dead.log", tmp_path)
+    try:
+        server.start(f"http://127.0.0.1:{free_port()}/health", timeout=30)
+    except procs.StartError as exc:
+        assert "status 3" in str(exc)
+    else:
+        raise AssertionError("a process that exits must not count as started")
+    finally:
+        server.stop()
+
+
+def test_a_subject_that_never_answers_times_out(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    server = procs.Server(argv, subject_env(), tmp_path / "mute.log", tmp_path)
+    try:
+        server.start(f"http://127.0.0.1:{free_port()}/health", timeout=1.0)
+    except procs.StartError as exc:
+        assert "within" in str(exc)
+    else:
+        raise AssertionError("a mute process must time out")
+    assert not server.alive()
+
+
+def test_stream_timing_separates_first_content_from_the_end(tmp_path: Path) -> None:
+    import http.client
+
+    import configs
+    from payload import CHUNK_DELAY_MS, CONTENT, STREAM_LABEL
+
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "proxy",
+        "mock-server",
+        "--port",
+        str(port),
+        "--config",
+        str(configs.mock_config(tmp_path)),
+    ]
+    server = procs.Server(argv, subject_env(), tmp_path / "mock.log", BENCH.parent)
+    try:
+        server.start(f"http://127.0.0.1:{port}/mock/stats", timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        body = json.dumps(request_body(stream=True, structured=False, model=STREAM_LABEL)).encode()
+        timings = [measure.stream_timing(conn, body, {"Content-Type": "application/json"}) for _ in range(3)]
+        conn.close()
+    finally:
+        server.stop()
+    chunks = -(-len(CONTENT) // 64)
+    for t in timings:
+        assert 0 < t.headers_s <= t.first_content_s < t.total_s
+        assert t.total_s - t.first_content_s >= (chunks - 2) * CHUNK_DELAY_MS / 1000
+
+
+def test_a_missing_program_is_a_start_error(tmp_path: Path) -> None:
+    server = procs.Server(["/nonexistent/redis-server"], subject_env(), tmp_path / "x.log", tmp_path)
+    try:
+        server.start("tcp://127.0.0.1:1", timeout=5)
+    except procs.StartError as exc:
+        assert "cannot run /nonexistent/redis-server" in str(exc)
+    else:
+        raise AssertionError("a missing program must be reported")
+
+
+def test_tcp_readiness_sees_a_listener_and_no_listener() -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert procs.tcp_ok(f"tcp://127.0.0.1:{listener.getsockname()[1]}")
+    assert not procs.tcp_ok(f"tcp://127.0.0.1:{free_port()}")

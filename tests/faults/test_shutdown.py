@@ -1,0 +1,114 @@
+"""Graceful shutdown of a `guardproxy serve` process on SIGTERM: drain, then end open streams properly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.faults.harness import REPO, MockUpstream, deployment, sse_events, unique, write_config
+from tests.servers import free_port
+
+GRACE = 3.0
+
+
+@pytest.fixture
+def serving(mock: MockUpstream, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    models = {
+        "slow": {"deployments": [deployment(mock, "slow-ok", "direct")]},
+        "endless": {"policy": "relay-plain", "deployments": [deployment(mock, "slow-stream", "direct")]},
+    }
+    config = write_config(
+        tmp_path,
+        models,
+        server={"port": port, "shutdown_grace": GRACE},
+        policies={"relay-plain": {"stream": "passthrough", "validators": []}},
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "guardproxy serve did not start"
+        time.sleep(0.1)
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+
+
+def test_sigterm_drains_then_ends_open_streams(serving: Any, mock: MockUpstream) -> None:
+    """In-flight requests finish; a stream still open near the end of the grace gets an error event."""
+    process, url = serving
+    stream_events: list[Any] = []
+    first_content = threading.Event()
+    answers: list[httpx.Response] = []
+
+    def stream() -> None:
+        body = {"model": "endless", "messages": [{"role": "user", "content": unique()}], "stream": True}
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", url + "/v1/chat/completions", json=body) as r,
+        ):
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    stream_events.extend(sse_events(line))
+                    if '"content"' in line:
+                        first_content.set()
+
+    def ask() -> None:
+        body = {"model": "slow", "messages": [{"role": "user", "content": "finish me"}]}
+        answers.append(httpx.post(url + "/v1/chat/completions", json=body, timeout=30))
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    assert first_content.wait(20)
+    asker = threading.Thread(target=ask)
+    asker.start()
+    deadline = time.monotonic() + 10
+    while mock.calls("slow-ok") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(httpx.ConnectError):  # no new connections once draining
+        httpx.get(url + "/health", timeout=2)
+
+    asker.join(GRACE + 5)
+    assert answers and answers[0].status_code == 200, answers
+    assert answers[0].json()["choices"][0]["message"]["content"] == "finish me"
+
+    streamer.join(GRACE + 5)
+    assert not streamer.is_alive()
+    assert "[DONE]" not in stream_events
+    last = stream_events[-1]
+    assert isinstance(last, dict) and last["error"]["code"] == "shutting_down"
+    assert any(isinstance(e, dict) and e.get("choices") for e in stream_events[:-1])
+
+    process.wait(GRACE + 10)
+    assert time.monotonic() - signalled < GRACE + 5
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert mock.wait_disconnects("slow-stream", 1) is not None  # the upstream stream was closed too

@@ -1,0 +1,137 @@
+"""Building blocks of the compiled schema check: equality, combinators, object checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Check = Callable[[Any], bool]
+PY_TYPES: dict[str, tuple[type, ...]] = {
+    "null": (type(None),),
+    "boolean": (bool,),
+    "string": (str,),
+    "object": (dict,),
+    "array": (list,),
+    "number": (int, float),
+    "integer": (int,),
+}
+
+
+def _unbool(v: Any) -> Any:
+    return ("bool", v) if v is True or v is False else v
+
+
+def equal(a: Any, b: Any) -> bool:
+    """jsonschema's equality: true is not 1, 1 is 1.0, containers compared deeply."""
+    if a is b:
+        return True
+    if isinstance(a, str) or isinstance(b, str):
+        return bool(a == b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    return bool(_unbool(a) == _unbool(b))
+
+
+def all_of(checks: list[Check]) -> Check:
+    """True when every check passes."""
+    if not checks:
+        return lambda v: True
+    if len(checks) == 1:
+        return checks[0]
+
+    def run(v: Any) -> bool:
+        for c in checks:
+            if not c(v):
+                return False
+        return True
+
+    return run
+
+
+def type_check(names: list[str]) -> Check:
+    """The JSON Schema `type` keyword (an integral float counts as an integer)."""
+    kinds = {PY_TYPES[n] for n in names}
+    allowed = frozenset(t for kind in kinds for t in kind)
+    if "integer" in names and "number" not in names:
+        return lambda v: type(v) in allowed or (type(v) is float and v.is_integer())
+    return lambda v: type(v) in allowed
+
+
+def any_of(subs: list[Check]) -> Check:
+    """`anyOf`."""
+    return lambda v: any(c(v) for c in subs)
+
+
+def one_of(subs: list[Check]) -> Check:
+    """`oneOf`: exactly one passes."""
+    return lambda v: sum(1 for c in subs if c(v)) == 1
+
+
+def bound(key: str, limit: Any) -> Check:
+    """`minimum` and friends, written as "not failing" like jsonschema, so NaN passes in both."""
+
+    def is_num(v: Any) -> bool:
+        return type(v) in (int, float)
+
+    if key == "minimum":
+        return lambda v: not is_num(v) or not v < limit
+    if key == "maximum":
+        return lambda v: not is_num(v) or not v > limit
+    if key == "exclusiveMinimum":
+        return lambda v: not is_num(v) or not v <= limit
+    return lambda v: not is_num(v) or not v >= limit
+
+
+def plain_object(required: list[str], props: dict[str, Check], extra: Check | None) -> Check:
+    """The common case: required, properties and additionalProperties only."""
+
+    def check(v: Any) -> bool:
+        if type(v) is not dict:
+            return True
+        for key in required:
+            if key not in v:
+                return False
+        for key, value in v.items():
+            sub = props.get(key)
+            if sub is None:
+                if extra is not None and not extra(value):
+                    return False
+            elif not sub(value):
+                return False
+        return True
+
+    return check
+
+
+def general_object(
+    s: Mapping[str, Any], props: dict[str, Check], extra: Check | None, patterns: list[tuple[Any, Check]]
+) -> Check:
+    """Objects with patternProperties, dependentRequired or size bounds."""
+    required = list(s.get("required", []))
+    low, high = s.get("minProperties", 0), s.get("maxProperties", float("inf"))
+    dependent = {k: list(v) for k, v in s.get("dependentRequired", {}).items()}
+
+    def check(v: Any) -> bool:
+        if type(v) is not dict:
+            return True
+        if not low <= len(v) <= high or any(key not in v for key in required):
+            return False
+        if any(key in v and any(n not in v for n in names) for key, names in dependent.items()):
+            return False
+        for key, value in v.items():
+            sub = props.get(key)
+            if sub is not None and not sub(value):
+                return False
+            matched = False
+            for regex, pattern_sub in patterns:
+                if regex.search(key) is not None:
+                    matched = True
+                    if not pattern_sub(value):
+                        return False
+            if extra is not None and sub is None and not matched and not extra(value):
+                return False
+        return True
+
+    return check
