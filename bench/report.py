@@ -188,7 +188,29 @@ def render(results: Mapping[str, Any]) -> str:
     out.append(table(["target (issue 8)", "value", ""], rows))
     if results.get("ttfb"):
         out.append(render_ttfb(results["ttfb"]))
+    if results.get("validators"):
+        out.append(render_validators(results["validators"]))
     return "\n\n".join(out)
+
+
+def render_validators(entry: Mapping[str, Any]) -> str:
+    """bench_validators.py's figures, one per line: shares as %, timings in us, lists of entry ids."""
+    if entry.get("status") != "ok":
+        return f"validators (issue 3): {entry.get('status')} {entry.get('error', '')}".rstrip()
+    rows = []
+    for name, value in entry["figures"].items():
+        if isinstance(value, bool) or value is None:
+            text = str(value)
+        elif isinstance(value, float) and (name.endswith("_made_valid") or name.endswith("_wrong")):
+            text = f"{value:.1%}"
+        elif isinstance(value, int | float):
+            text = f"{value:.0f} us" if name.endswith("_us") else f"{value:g}"
+        elif isinstance(value, list):
+            text = ", ".join(map(str, value)) or "none"
+        else:
+            text = str(value)
+        rows.append([name, text])
+    return table(["validators (issue 3)", "value"], rows)
 
 
 def render_ttfb(ttfb: Mapping[str, Any]) -> str:

@@ -58,7 +58,7 @@ class Plan:
             seconds = dict.fromkeys(seconds, int(env["BENCH_SECONDS"]))
         only = frozenset(env["BENCH_ONLY"].split(",")) if env.get("BENCH_ONLY") else None
         rounds = max(2, int(env.get("BENCH_ROUNDS", 2 if quick else 3)))
-        return Plan(quick, rounds, seconds, 3, 1, 20 if quick else 100, only)
+        return Plan(quick, rounds, seconds, 3, 1, 10 if quick else 100, only)
 
 
 def _meta(plan: Plan, standin: bool, litellm_version: str | None) -> dict[str, Any]:
@@ -146,8 +146,8 @@ def bench(plan: Plan) -> dict[str, Any]:
     running = {spec.key: phases.new_server(spec, logs, REPO) for spec in order}
     lap("setup")
     try:
-        # BENCH_QUICK: the two slow litellm-based references start once (a minute saved on a quiet machine)
-        once = ("litellm", "acompletion") if plan.quick else ()
+        # BENCH_QUICK: the servers that import litellm start once (they take 5-10 s each on a quiet machine)
+        once = ("litellm", "acompletion", "gp_litellm") if plan.quick else ()
         tries = {s.key: 1 if s.key in once or s.key == "redis" else plan.startups for s in order}
         print(f"start-up (up to {plan.startups} each, interleaved)", flush=True)
         info = phases.start_all(order, running, tries)

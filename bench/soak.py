@@ -128,6 +128,13 @@ def footprint(pid: int) -> tuple[int, int]:
     return fds, rss
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds `pid` has used."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def classify(status: int, headers: httpx.Headers, text: str, stream: bool) -> str:
     """`valid`, `error <status> <type>/<code>`, `error-event <type>/<code>`, or `lost: why`."""
     if status != 200:
@@ -182,8 +189,8 @@ async def one(client: httpx.AsyncClient, index: int) -> tuple[str, float, int]:
     return classify(r.status_code, r.headers, r.text, stream), elapsed, attempts
 
 
-async def run(url: str, n: int, concurrency: int) -> list[tuple[str, float, int]]:
-    queue = iter(range(n))
+async def run(url: str, n: int, concurrency: int, first: int = 0) -> list[tuple[str, float, int]]:
+    queue = iter(range(first, first + n))
     results: list[tuple[str, float, int]] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits) as client:
@@ -208,26 +215,31 @@ def main() -> int:
     )
     proxy = start(["serve", "--config", str(config_file)], url + "/health")
     try:
-        warm = asyncio.run(run(url, 8, 4))  # first calls through each transport pay their imports
+        # Warm up at full concurrency: imports paid, connection pools at their working size.
+        warm = asyncio.run(run(url, 2 * concurrency, concurrency, first=10**7))  # prompts unlike the run's
         httpx.post(mock_url + "/mock/reset")
-        before = footprint(proxy.pid)
+        footprints = [footprint(proxy.pid)]
+        cpu_before = cpu_seconds(proxy.pid)
         started = time.monotonic()
-        results = asyncio.run(run(url, n, concurrency))
+        results = asyncio.run(run(url, n // 2, concurrency))
+        footprints.append(footprint(proxy.pid))
+        results += asyncio.run(run(url, n - n // 2, concurrency, first=n // 2))
         wall = time.monotonic() - started
+        cpu = cpu_seconds(proxy.pid) - cpu_before
         time.sleep(1.0)
-        after = footprint(proxy.pid)
+        footprints.append(footprint(proxy.pid))
         upstream_calls = sum(httpx.get(mock_url + "/mock/stats").json()["calls"].values())
+        metrics = httpx.get(url + "/metrics").text.splitlines()
         in_flight = next(
-            float(line.split()[1])
-            for line in httpx.get(url + "/metrics").text.splitlines()
-            if line.startswith("guardproxy_in_flight ")
+            float(line.split()[1]) for line in metrics if line.startswith("guardproxy_in_flight ")
         )
     finally:
         for process in (proxy, mock):
             process.send_signal(signal.SIGTERM)
         for process in (proxy, mock):
             process.wait(30)
-    report(results, wall, concurrency, upstream_calls, before, after, in_flight, len(warm))
+    report(results, wall, concurrency, upstream_calls, footprints, in_flight, len(warm))
+    print(f"  proxy CPU:            {cpu:.1f} s ({cpu / len(results) * 1000:.1f} ms per request)")
     lost = sum(1 for kind, _, _ in results if kind.startswith("lost") or kind == "hung")
     return 1 if lost or in_flight else 0
 
@@ -237,8 +249,7 @@ def report(
     wall: float,
     concurrency: int,
     upstream: int,
-    before: tuple[int, int],
-    after: tuple[int, int],
+    footprints: list[tuple[int, int]],
     in_flight: float,
     warmed: int,
 ) -> None:
@@ -263,8 +274,10 @@ def report(
         f"  latency:              p50 {statistics.median(latencies) * 1000:.1f} ms, "
         f"p99 {latencies[int(0.99 * (n - 1))] * 1000:.1f} ms, max {latencies[-1] * 1000:.0f} ms"
     )
-    print(f"  proxy open fds:       {before[0]} before, {after[0]} after")
-    print(f"  proxy RSS:            {before[1] / 1024:.1f} MiB before, {after[1] / 1024:.1f} MiB after")
+    fds = ", ".join(str(f) for f, _ in footprints)
+    rss = ", ".join(f"{r / 1024:.1f}" for _, r in footprints)
+    print(f"  proxy open fds:       {fds} (before, half-way, after)")
+    print(f"  proxy RSS MiB:        {rss} (before, half-way, after)")
     print(f"  in flight at the end: {in_flight:g}")
 
 

@@ -141,6 +141,7 @@ def create_app(
         app.state.services = services
         if not settings.auth.keys:
             log.warning("no auth.keys configured: every caller may use every model (local development only)")
+        warming = asyncio.create_task(up.warm_streaming())  # in the background: start-up is not delayed
         watcher = None
         if settings.config_path is not None and reload_interval > 0:
             reloader = Reloader(
@@ -154,6 +155,7 @@ def create_app(
         try:
             yield
         finally:
+            warming.cancel()
             if watcher is not None:
                 watcher.cancel()
             await up.close()

@@ -77,9 +77,8 @@ class _Request:
         try:
             await self.app(scope, self._receive(receive), self._send(send))
         except asyncio.CancelledError:
-            if self.reason is None:
-                raise  # cancelled from outside (the server): not ours to absorb
-            task.uncancel()
+            if self.reason is None or task.uncancel() > 0:
+                raise  # cancelled from outside (the server) too: not ours to absorb
             if self.reason == "shutdown":
                 await self._close(send)
         finally:

@@ -57,7 +57,7 @@ MOCKS: dict[str, dict[str, Any]] = {
     "prose": {"behaviour": "static", "content": PROSE * 3, "stream_chunk_chars": 7},
     "leak": {"behaviour": "static", "content": LEAK_TEXT, "stream_chunk_chars": 3},
     "mail": {"behaviour": "static", "content": MAIL_TEXT, "stream_chunk_chars": 3},
-    "echo": {"behaviour": "echo", "stream_chunk_chars": 3},
+    "echo": {"behaviour": "echo", "stream_chunk_chars": 6},
     "mail-short": {"behaviour": "static", "content": f"Write to {EMAIL}.", "stream_chunk_chars": 3},
     "tool-ok": {"behaviour": "static", "tool_calls": [call('{"city": "Paris", "days": 2}')]},
     "tool-fixable": {

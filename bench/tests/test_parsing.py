@@ -169,3 +169,19 @@ def test_profile_summary_attributes_self_and_inclusive_time() -> None:
     inclusive = dict(got["inclusive_ours"])
     assert inclusive["handle (proxy/pipeline.py)"] == 0.9
     assert "main (proxy/cli.py)" not in inclusive  # 100%: the entry point says nothing
+
+
+def test_validator_figures_render_as_shares_timings_and_ids() -> None:
+    entry = {
+        "status": "ok",
+        "figures": {
+            "ours_made_valid": 0.995,
+            "validate_1kb_us": 51.5,
+            "ours_missed": ["a/b"],
+            "corpus_entries": 577,
+            "ours_wrong": [],
+        },
+    }
+    text = report.render_validators(entry)
+    assert "99.5%" in text and "52 us" in text and "a/b" in text and "577" in text and "none" in text
+    assert "absent" in report.render_validators({"status": "absent"})

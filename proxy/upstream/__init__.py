@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,16 @@ class Upstream:
         """Import litellm at start-up when some deployment needs it (not on the first request)."""
         if any(not uses_direct(d) for d in deployments):
             self.litellm.litellm()
+
+    async def warm_streaming(self) -> None:
+        """Run one in-process mock stream through litellm, whose streaming path loads lazily (~1 s)."""
+        if self.litellm.loaded:
+            dep = Deployment(model="mock/echo")
+            with contextlib.suppress(Exception):
+                async for _ in self.litellm.stream(
+                    dep, {"messages": [{"role": "user", "content": "warm"}]}, 0
+                ):
+                    pass
 
     def _next_index(self, key: str) -> int:
         n = self._calls.get(key, 0)

@@ -140,6 +140,10 @@ class LitellmTransport:
     def __init__(self) -> None:
         self._lib: ModuleType | None = None
 
+    @property
+    def loaded(self) -> bool:
+        return self._lib is not None
+
     def litellm(self) -> ModuleType:
         """Import litellm on first use, offline, quiet, with the mock provider registered."""
         if self._lib is None:

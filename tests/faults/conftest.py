@@ -74,6 +74,7 @@ def shared_models(mock: MockUpstream, transport: str) -> dict[str, Any]:
         "slow-relay": alias(dep("slow"), policy="relay"),
         "slow-stream": alias(dep("slow-stream"), policy="relay-plain"),
         "shared": alias(dep("slow-ok")),
+        "shared-fail": alias(dep("slow503")),
     }
     for kind in MALFORMED:
         models[f"bad-{kind}"] = alias(dep(kind), dep("ok2"))

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from proxy.mock.behaviours import usage_for
-from tests.faults.harness import FaultProxy, MockUpstream, unique
+from tests.faults.harness import FaultProxy, MockUpstream, assert_error, unique
 
 DISCONNECT_BOUND = 1.5  # seconds from the client leaving to the upstream seeing the abort (about 1 s)
 
@@ -83,6 +83,22 @@ def test_concurrent_identical_requests_make_one_upstream_call(
     else:
         texts = {r.text for r in responses}
     assert len(texts) == 1
+    assert proxy.settled()
+
+
+def test_concurrent_identical_requests_share_a_failure(proxy: FaultProxy, mock: MockUpstream) -> None:
+    """C33: the leader fails: one follower tries once more, then all get the error; no pile-up."""
+    body = _body("shared-fail", unique())
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=30)
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(20)))
+
+    responses = asyncio.run(burst())
+    for r in responses:
+        assert_error(r, 502, "upstream_error")
+    assert mock.calls("slow503") == 2 * 3  # the leader's 3 attempts, then one follower's 3
     assert proxy.settled()
 
 

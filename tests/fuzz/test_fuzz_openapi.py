@@ -51,7 +51,7 @@ def _fuzz_schema(url: str, path: Path) -> Path:
 
 
 def test_schemathesis(fuzz_proxy, tmp_path, request):
-    seconds = 120 if request.config.getoption("--fuzz-long", default=False) else 20
+    seconds = 120 if request.config.getoption("--fuzz-long", default=False) else 15
     for alias in ALIASES:  # warm up (the first call imports the provider layer) so the budget goes to fuzzing
         body = {"model": alias, "messages": [{"role": "user", "content": "warm up"}]}
         headers = {"authorization": f"Bearer {KEY}"}
@@ -97,5 +97,5 @@ def test_schemathesis(fuzz_proxy, tmp_path, request):
     (tmp_path / "fuzz-summary.json").write_text(json.dumps(summary, indent=2))
     print("fuzz summary:", json.dumps(summary))
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert len(entries) >= 100 and statuses[200] > 0
+    assert len(entries) >= 60 and statuses[200] > 0
     assert not [s for s in statuses if s >= 500], summary
