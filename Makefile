@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install system-deps bench soak fuzz clean
+.PHONY: run test lint install system-deps bench-deps bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,12 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP) system-deps
+bench-deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing redis-server and wrk with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk) >/dev/null; }
+
+bench: $(STAMP) bench-deps
 	$(PY) bench/run.py
 
 soak: $(STAMP)

@@ -210,7 +210,7 @@ def run() -> dict[str, Any]:
         **{f"{n}_made_valid": r["made_valid"] for n, r in results.items()},
         **{f"{n}_wrong": r["wrong"] for n, r in results.items()},
         "ours_missed": ours["missed_ids"],
-        "ours_wrong": ours["wrong_ids"],
+        "ours_wrong_ids": ours["wrong_ids"],
         **speed,
     }
 
