@@ -110,8 +110,21 @@ def load_policy(path: Path, registry: Registry) -> Policy:
             problems.append(located.problem(loc, str(exc)))
     if problems:
         raise ConfigError(problems)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Policy(spec=spec, validators=tuple(built), content_hash=digest, path=path)
+    return Policy(spec=spec, validators=tuple(built), content_hash=_content_hash(path, spec), path=path)
+
+
+def _content_hash(path: Path, spec: PolicySpec) -> str:
+    """The policy file's bytes and those of every schema file it points at: editing either invalidates."""
+    digest = hashlib.sha256(path.read_bytes())
+    for raw in spec.validators:
+        schema = raw.get("schema")
+        if isinstance(schema, str) and schema != "response_format":
+            try:
+                digest.update((path.parent / schema).read_bytes())
+            except OSError:
+                pass  # the validator already refused a missing file at load
+    return digest.hexdigest()
+
 
 
 def load_policies(folder: Path, registry: Registry, *, required: Sequence[str] = ()) -> Mapping[str, Policy]:

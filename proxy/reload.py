@@ -45,7 +45,7 @@ class Reloader:
         files = [self._path]
         folder = self._get().settings.policies_dir
         if folder.is_dir():
-            files.extend(sorted(folder.glob("*.yaml")))
+            files.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.json")]))
         out = []
         for f in files:
             with contextlib.suppress(OSError):

@@ -233,11 +233,6 @@ def test_a_policy_edited_while_serving_invalidates_after_the_reload(http, make_c
     assert r.headers["x-guardproxy-cache"] == "miss" and calls(http, upstream) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (proxy/policy.py load_policy): content_hash covers the policy file only, not the schema"
-    " files its validators load, so editing person.json keeps serving answers checked against the old schema",
-)
 def test_editing_a_schema_file_the_policy_uses_invalidates_its_entries(
     http, make_config, start_proxy, upstream
 ):
