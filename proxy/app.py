@@ -18,10 +18,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import dashboard, routes
+from .audit import AuditLog
 from .cache import CacheBackend, SingleFlight, open_backend
 from .errors import HeadersTooLarge, Overloaded, ProxyError
 from .lifecycle import RequestLifecycle
+from .logs import config_secrets
 from .metrics import Metrics
+from .openapi import openapi
+from .ratelimit import open_rate_limiter
 from .reload import Reloader
 from .services import Runtime, Services, load_runtime
 from .settings import Settings
@@ -50,6 +54,7 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error = ProxyError(str(exc.detail) if exc.detail else "Not found.", code="not_found")
     error.status_code, error.type = exc.status_code, "invalid_request_error"
+    error.context_headers = dict(exc.headers or {})  # 405 keeps its Allow header
     return error_response(error)
 
 
@@ -135,8 +140,21 @@ def create_app(
             size_limit_mb=settings.cache.size_limit_mb,
             on_error=lambda op, exc: metrics.cache.labels("error").inc(),
         )
+        audit = AuditLog(
+            settings.logging.audit_path,
+            max_bytes=settings.logging.audit_max_bytes,
+            backups=settings.logging.audit_backups,
+            secrets=config_secrets(settings),
+        )
+        limiter = open_rate_limiter(settings.cache.backend, settings.cache.url)
         services = Services(
-            runtime=runtime, upstream=up, cache=backend, flights=SingleFlight(backend), metrics=metrics
+            runtime=runtime,
+            upstream=up,
+            cache=backend,
+            flights=SingleFlight(backend),
+            metrics=metrics,
+            audit=audit,
+            limiter=limiter,
         )
         app.state.services = services
         if not settings.auth.keys:
@@ -160,6 +178,8 @@ def create_app(
                 watcher.cancel()
             await up.close()
             await backend.close()
+            audit.close()
+            await limiter.close()
 
     app = Starlette(
         routes=[
@@ -169,6 +189,7 @@ def create_app(
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/ui", dashboard.page, methods=["GET"]),
             Route("/ui/api/snapshot", dashboard.snapshot, methods=["GET"]),
             Route("/ui/{name}", dashboard.asset, methods=["GET"]),

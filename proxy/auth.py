@@ -23,6 +23,8 @@ class Caller:
     models: tuple[str, ...] = ("*",)
     allow_policy_override: bool = True
     admin: bool = True
+    rpm: int | None = None
+    tpm: int | None = None
 
     def may_use(self, alias: str) -> bool:
         return any(fnmatch.fnmatchcase(alias, pattern) for pattern in self.models)
@@ -67,4 +69,12 @@ class KeyStore:
                 found = key
         if found is None:
             raise AuthenticationFailed()
-        return Caller(found.name, found.key_sha256, found.models, found.allow_policy_override, found.admin)
+        return Caller(
+            found.name,
+            found.key_sha256,
+            found.models,
+            found.allow_policy_override,
+            found.admin,
+            found.rpm,
+            found.tpm,
+        )

@@ -97,11 +97,11 @@ def _check(config: Path) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .logs import configure_logging
+    from .logs import config_secrets, configure_logging
     from .settings import load_settings
 
     settings = load_settings(args.config)
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, secrets=config_secrets(settings))
     from .services import load_runtime
 
     load_runtime(settings)  # fail fast, with FILE:LINE, before binding the port
@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace) or None,
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
+        http="proxy.serving:HeaderTimeoutProtocol",  # closes connections whose headers trickle
     )
     return 0
 

@@ -195,6 +195,8 @@ async def run_ladder(
                     judgement.flagged.extend(judgement.violations + judgement.rejected)
                 if judgement.repairs:
                     run.events.step("repair", dep.model, judgement)
+                if judgement.redactions:
+                    run.events.step("redaction", dep.model, judgement)
                 outcome = _outcome(index, reasks, judgement)
                 return Verdict(
                     judgement.completion,

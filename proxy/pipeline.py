@@ -12,10 +12,11 @@ from starlette.responses import Response
 
 from validators import RequestContext
 
+from .audit import AuditEvents
 from .auth import Caller
 from .cache import CachedAnswer, cache_key, decode_entry, encode_entry
 from .cache.entry import STORABLE_OUTCOMES
-from .errors import ModelNotFound, PermissionDenied, ProxyError
+from .errors import ModelNotFound, OutputValidationFailed, PermissionDenied, ProxyError
 from .ladder import Attempts, Verdict, run_ladder
 from .passthrough import passthrough_response
 from .policy import Policy
@@ -58,7 +59,13 @@ def resolve_policy(runtime: Runtime, alias: ModelAlias, override: str | None, ca
 
 
 async def handle_chat(
-    services: Services, runtime: Runtime, caller: Caller, chat: ChatRequest, headers: Mapping[str, str]
+    services: Services,
+    runtime: Runtime,
+    caller: Caller,
+    chat: ChatRequest,
+    headers: Mapping[str, str],
+    *,
+    request_id: str = "",
 ) -> tuple[Response, AnswerMeta | None]:
     """Answer one chat completion request."""
     alias = runtime.settings.models.get(chat.model)
@@ -95,9 +102,20 @@ async def handle_chat(
 
     ttl = policy.spec.cache.ttl if policy.spec.cache.ttl is not None else settings.cache.ttl
     attempts = Attempts()
+    events = AuditEvents(
+        services.audit,
+        request_id=request_id,
+        alias=chat.model,
+        policy=policy.name,
+        inner=services.metrics.events(policy.name),
+    )
 
     async def produce() -> tuple[dict[str, Any], AnswerMeta]:
-        verdict = await _answer(services, runtime, chat, alias, policy, ctx, attempts)
+        try:
+            verdict = await _answer(services, runtime, chat, alias, policy, ctx, attempts, events)
+        except OutputValidationFailed as exc:
+            events.rejected(exc.violations)
+            raise
         _fill(meta, verdict, attempts)
         if mode.write and verdict.outcome in STORABLE_OUTCOMES:
             entry = encode_entry(
@@ -130,7 +148,7 @@ async def handle_chat(
     try:
         if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
             response = await _passthrough(
-                services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl
+                services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl, events
             )
             return response, meta
         if chat.stream:
@@ -146,6 +164,7 @@ async def handle_chat(
         return json_response(completion, final_meta), final_meta
     except ProxyError as exc:
         _fill(meta, None, attempts)
+        exc.answer_meta = meta  # type: ignore[attr-defined]
         meta.outcome = "rejected" if exc.status_code == 422 else "error"
         exc.context_headers = meta.headers()
         raise
@@ -159,6 +178,7 @@ async def _answer(
     policy: Policy,
     ctx: RequestContext,
     attempts: Attempts,
+    events: AuditEvents,
 ) -> Verdict:
     validators = policy.validators_for(runtime.registry, ctx)
     return await run_ladder(
@@ -173,7 +193,7 @@ async def _answer(
         deadline=runtime.resilience.deadline(),
         attempts=attempts,
         stream_upstream=chat.stream,
-        events=services.metrics.events(policy.name),
+        events=events,
     )
 
 
@@ -188,6 +208,7 @@ async def _passthrough(
     attempts: Attempts,
     mode: CacheMode,
     ttl: float,
+    events: AuditEvents,
 ) -> Response:
     async def store(completion: dict[str, Any], outcome: str) -> None:
         if mode.write:
@@ -216,7 +237,7 @@ async def _passthrough(
         store=store,
         monitor=policy.spec.mode == "monitor",
         allow_repair="repair" in policy.spec.on_fail,
-        events=services.metrics.events(policy.name),
+        events=events,
     )
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from validators import Registry, default_registry
 
+from .audit import AuditLog
 from .auth import KeyStore
 from .cache import CacheBackend, SingleFlight
 from .metrics import Metrics
 from .policy import Policy, load_policies
+from .ratelimit import Limiter, RateLimiter
 from .resilience import Resilience
 from .settings import Settings, load_settings
 from .upstream import Upstream
@@ -52,3 +54,5 @@ class Services:
     cache: CacheBackend
     flights: SingleFlight
     metrics: Metrics
+    audit: AuditLog = field(default_factory=lambda: AuditLog(None, max_bytes=1024, backups=0))
+    limiter: Limiter = field(default_factory=RateLimiter)

@@ -291,7 +291,7 @@ def _check_depth(value: Any, limit: int, param: str) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def _check_numbers(body: Mapping[str, Any], limits: LimitSettings) -> None:
+def _check_numbers(body: dict[str, Any], limits: LimitSettings) -> None:
     ranges: dict[str, tuple[float, float, bool]] = {
         "temperature": (0, 2, False),
         "top_p": (0, 1, False),
@@ -307,6 +307,8 @@ def _check_numbers(body: Mapping[str, Any], limits: LimitSettings) -> None:
         if name not in body or body[name] is None:
             continue
         value = body[name]
+        if integer and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = body[name] = int(value)  # JSON Schema's integer: 5.0 is 5
         ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
             kind = "an integer" if integer else "a number"

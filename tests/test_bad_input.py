@@ -163,8 +163,10 @@ def test_body_too_large_with_length(proxy):
 def test_body_too_large_chunked_stops_reading(proxy):
     """A chunked body with no length: the server answers 413 once past the limit, without reading 20 MB."""
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-team-a\r\n"
-                 b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-team-a\r\n"
+        b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
     sent, answer = 0, b""
     sock.settimeout(0.05)
     try:

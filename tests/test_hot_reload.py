@@ -21,8 +21,9 @@ def wait_for(predicate, timeout=15.0):
 def test_reload_good_then_bad_policy_while_requests_flow(make_config, start_proxy, tmp_path):
     config = make_config(
         {"bot": {"policy": "house", "deployments": [{"model": "mock/echo"}]}},
-        policies={"house": {"validators": [{"type": "phrases", "deny": ["forbidden fruit"]}],
-                            "on_fail": ["reject"]}},
+        policies={
+            "house": {"validators": [{"type": "phrases", "deny": ["forbidden fruit"]}], "on_fail": ["reject"]}
+        },
     )
     proxy = start_proxy(config)
     body = {"model": "bot", "messages": [{"role": "user", "content": "I like forbidden fruit"}]}
@@ -32,8 +33,11 @@ def test_reload_good_then_bad_policy_while_requests_flow(make_config, start_prox
     def traffic():
         with httpx.Client(base_url=proxy.url, timeout=10) as client:
             while not stop.is_set():
-                statuses.append(client.post("/v1/chat/completions", json=body,
-                                            headers={"cache-control": "no-store"}).status_code)
+                statuses.append(
+                    client.post(
+                        "/v1/chat/completions", json=body, headers={"cache-control": "no-store"}
+                    ).status_code
+                )
 
     worker = threading.Thread(target=traffic)
     worker.start()
@@ -41,8 +45,15 @@ def test_reload_good_then_bad_policy_while_requests_flow(make_config, start_prox
         assert wait_for(lambda: len(statuses) >= 3)
         assert set(statuses) == {422}
         policy_file = tmp_path / "policies" / "house.yaml"
-        policy_file.write_text(yaml.safe_dump({"name": "house", "validators": [
-            {"type": "phrases", "deny": ["rotten apple"]}], "on_fail": ["reject"]}))
+        policy_file.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "house",
+                    "validators": [{"type": "phrases", "deny": ["rotten apple"]}],
+                    "on_fail": ["reject"],
+                }
+            )
+        )
         assert wait_for(lambda: statuses[-1] == 200), "the edited policy was not picked up"
         seen = len(statuses)
         policy_file.write_text("name: house\nvalidators:\n  - type: regx\n")  # invalid: refused

@@ -23,7 +23,12 @@ MISSING = {"behaviour": "broken-json", "defect": "missing_required"}
 
 
 def chat(server, model, *, content="extract a person", headers=None, **extra):
-    body = {"model": model, "messages": [{"role": "user", "content": content}], "response_format": RF, **extra}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "response_format": RF,
+        **extra,
+    }
     return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers or {}, timeout=30)
 
 
@@ -36,34 +41,52 @@ def valid(response):
 @pytest.fixture
 def ladder_proxy(make_config, start_proxy):
     script = lambda *steps: {"model": "mock/script", "mock": {"script": list(steps)}}  # noqa: E731
-    return start_proxy(make_config(
-        {
-            "fence": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "fence"}}]},
-            "trailing": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "trailing_comma"}}]},
-            "types": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "wrong_types"}}]},
-            "extra": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "extra_fields"}}]},
-            "reask": {"deployments": [script(MISSING, {"behaviour": "schema"})]},
-            "fallback": {"policy": "one-reask", "deployments": [script(MISSING), {"model": "mock/schema"}]},
-            "hopeless": {"deployments": [script(MISSING), script(MISSING)]},
-            "capped": {"policy": "capped", "deployments": [script(MISSING), {"model": "mock/schema"}]},
-            "budget": {"policy": "budget", "deployments": [script(MISSING), {"model": "mock/schema"}]},
-            "monitor": {"policy": "watch", "deployments": [script(MISSING)]},
-            "retry": {"deployments": [script({"behaviour": "error", "status": 500}, {"behaviour": "schema"})]},
-            "noreask": {"policy": "repair-only", "deployments": [script(MISSING, {"behaviour": "schema"})]},
-        },
-        policies={
-            "one-reask": {"reask": {"max": 1}},
-            "capped": {"max_attempts": 2},
-            "budget": {"budget": {"max_total_tokens": 1}},
-            "watch": {"mode": "monitor"},
-            "repair-only": {"on_fail": ["repair", "reject"]},
-        },
-    ))
+    return start_proxy(
+        make_config(
+            {
+                "fence": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "fence"}}]},
+                "trailing": {
+                    "deployments": [{"model": "mock/broken-json", "mock": {"defect": "trailing_comma"}}]
+                },
+                "types": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "wrong_types"}}]},
+                "extra": {"deployments": [{"model": "mock/broken-json", "mock": {"defect": "extra_fields"}}]},
+                "reask": {"deployments": [script(MISSING, {"behaviour": "schema"})]},
+                "fallback": {
+                    "policy": "one-reask",
+                    "deployments": [script(MISSING), {"model": "mock/schema"}],
+                },
+                "hopeless": {"deployments": [script(MISSING), script(MISSING)]},
+                "capped": {"policy": "capped", "deployments": [script(MISSING), {"model": "mock/schema"}]},
+                "budget": {"policy": "budget", "deployments": [script(MISSING), {"model": "mock/schema"}]},
+                "monitor": {"policy": "watch", "deployments": [script(MISSING)]},
+                "retry": {
+                    "deployments": [script({"behaviour": "error", "status": 500}, {"behaviour": "schema"})]
+                },
+                "noreask": {
+                    "policy": "repair-only",
+                    "deployments": [script(MISSING, {"behaviour": "schema"})],
+                },
+            },
+            policies={
+                "one-reask": {"reask": {"max": 1}},
+                "capped": {"max_attempts": 2},
+                "budget": {"budget": {"max_total_tokens": 1}},
+                "watch": {"mode": "monitor"},
+                "repair-only": {"on_fail": ["repair", "reject"]},
+            },
+        )
+    )
 
 
-@pytest.mark.parametrize(("alias", "repair"), [
-    ("fence", "fence"), ("trailing", "trailing_comma"), ("types", "coerce"), ("extra", "drop"),
-])
+@pytest.mark.parametrize(
+    ("alias", "repair"),
+    [
+        ("fence", "fence"),
+        ("trailing", "trailing_comma"),
+        ("types", "coerce"),
+        ("extra", "drop"),
+    ],
+)
 def test_deterministic_repair(ladder_proxy, alias, repair):
     r = chat(ladder_proxy, alias)
     assert r.status_code == 200, r.text
@@ -146,22 +169,36 @@ def test_valid_answer_is_cached_and_replayed(ladder_proxy):
     assert second.headers["x-guardproxy-cache"] == "hit"
     assert second.headers["x-guardproxy-attempts"] == "0"
     assert second.headers["x-guardproxy-outcome"] == "repaired"
-    assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    assert (
+        second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    )
     assert second.headers["x-guardproxy-cache-key"] == first.headers["x-guardproxy-cache-key"]
     refresh = chat(ladder_proxy, "fence", content="cache me", headers={"cache-control": "no-cache"})
-    assert refresh.headers["x-guardproxy-cache"] == "refresh" and refresh.headers["x-guardproxy-attempts"] == "1"
+    assert (
+        refresh.headers["x-guardproxy-cache"] == "refresh" and refresh.headers["x-guardproxy-attempts"] == "1"
+    )
     bypass = chat(ladder_proxy, "fence", content="cache me", headers={"cache-control": "no-store"})
     assert bypass.headers["x-guardproxy-cache"] == "bypass"
 
 
 def test_stream_gets_the_repaired_answer(ladder_proxy):
-    with httpx.stream("POST", ladder_proxy.url + "/v1/chat/completions", timeout=30, json={
-        "model": "fence", "messages": [{"role": "user", "content": "stream me"}], "response_format": RF,
-        "stream": True,
-    }) as r:
+    with httpx.stream(
+        "POST",
+        ladder_proxy.url + "/v1/chat/completions",
+        timeout=30,
+        json={
+            "model": "fence",
+            "messages": [{"role": "user", "content": "stream me"}],
+            "response_format": RF,
+            "stream": True,
+        },
+    ) as r:
         assert r.headers["x-guardproxy-outcome"] == "repaired"
         lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
-    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                   for line in lines[:-1] if json.loads(line[6:])["choices"])
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in lines[:-1]
+        if json.loads(line[6:])["choices"]
+    )
     jsonschema.validate(json.loads(text), SCHEMA)

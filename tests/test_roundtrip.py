@@ -134,7 +134,9 @@ def test_request_id_is_echoed(proxy):
 
 
 def test_embeddings_through_sdk(make_config, start_proxy, client_for):
-    proxy = start_proxy(make_config({"embed": {"deployments": [{"model": "mock/echo", "mock": {"dimensions": 8}}]}}))
+    proxy = start_proxy(
+        make_config({"embed": {"deployments": [{"model": "mock/echo", "mock": {"dimensions": 8}}]}})
+    )
     client = client_for(proxy)
     result = client.embeddings.create(model="embed", input=["alpha", "beta", "alpha"])
     vectors = [d.embedding for d in result.data]

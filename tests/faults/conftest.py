@@ -30,11 +30,12 @@ def mock() -> Iterator[MockUpstream]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_state(mock: MockUpstream, request: pytest.FixtureRequest) -> None:
+def _fresh_state(request: pytest.FixtureRequest) -> None:
     """Every test starts with zeroed mock counters (script steps restart at their first) and no pauses."""
     if "proxy" in request.fixturenames:
         request.getfixturevalue("proxy").sleeps.pauses.clear()
-    mock.reset()
+    if "mock" in request.fixturenames:
+        request.getfixturevalue("mock").reset()
 
 
 def shared_models(mock: MockUpstream, transport: str) -> dict[str, Any]:
