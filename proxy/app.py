@@ -201,6 +201,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # a redirect would echo the client's Host header
     app.add_middleware(RequestLifecycle, grace=settings.server.shutdown_grace)  # inside the guard
     app.add_middleware(
         GuardMiddleware,

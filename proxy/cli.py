@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import asyncio
 import os
 import sys
@@ -114,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers or settings.server.workers,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=int(settings.server.shutdown_grace) or None,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.server.shutdown_grace)),
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
         http="proxy.serving:HeaderTimeoutProtocol",  # closes connections whose headers trickle
     )
