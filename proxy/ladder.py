@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -236,6 +236,3 @@ def _rejection(violations: Sequence[Violation]) -> OutputValidationFailed:
         f"The model's output failed the policy after every allowed repair, re-ask and fallback: {summary}",
         [v.to_dict() for v in violations],
     )
-
-
-MakeEvents = Callable[[], LadderEvents]

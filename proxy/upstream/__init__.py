@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,16 +86,7 @@ class Upstream:
         self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
     ) -> UpstreamResult:
         """One non-streamed attempt, bounded by `timeout` seconds."""
-        index = self._next_index(key)
-        try:
-            async with asyncio.timeout(timeout):
-                if uses_direct(dep):
-                    completion = await self.direct.complete(dep, body)
-                else:
-                    completion = await self.litellm.complete(dep, body, index)
-        except TimeoutError:
-            raise UpstreamTimeout("The provider did not answer in time.") from None
-        return self.result(dep, completion)
+        return await self._once(dep, key, timeout, self.direct.complete, self.litellm.complete, body)
 
     async def stream(
         self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
@@ -123,13 +114,25 @@ class Upstream:
     async def embed(
         self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
     ) -> UpstreamResult:
+        """One embeddings attempt, bounded by `timeout` seconds."""
+        return await self._once(dep, key, timeout, self.direct.embed, self.litellm.embed, body)
+
+    async def _once(
+        self,
+        dep: Deployment,
+        key: str,
+        timeout: float,
+        direct: Callable[[Deployment, Mapping[str, Any]], Awaitable[dict[str, Any]]],
+        through_litellm: Callable[[Deployment, Mapping[str, Any], int], Awaitable[dict[str, Any]]],
+        body: Mapping[str, Any],
+    ) -> UpstreamResult:
         index = self._next_index(key)
         try:
             async with asyncio.timeout(timeout):
                 if uses_direct(dep):
-                    data = await self.direct.embed(dep, body)
+                    data = await direct(dep, body)
                 else:
-                    data = await self.litellm.embed(dep, body, index)
+                    data = await through_litellm(dep, body, index)
         except TimeoutError:
             raise UpstreamTimeout("The provider did not answer in time.") from None
         return self.result(dep, data)
