@@ -63,6 +63,12 @@ _INT64 = 2**63
 def _normalise(value: Any) -> Any:
     """Integral floats to ints, non-finite floats and out-of-range ints to tagged strings, recursively."""
     kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:  # the common case first: ABC checks below cost more than the work
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if kind is list:
+        return [_normalise(v) for v in value]
     if kind is float:
         if not math.isfinite(value):
             return f"$float:{value!r}"
