@@ -5,6 +5,7 @@
     │   ├── InvalidJSON              400 invalid_request_error / invalid_json
     │   ├── RequestTooLarge          413 invalid_request_error / request_too_large
     │   ├── HeadersTooLarge          431 invalid_request_error / headers_too_large
+    │   ├── RequestTimeout           408 invalid_request_error / request_timeout (body trickled)
     │   └── ModelNotFound            404 invalid_request_error / model_not_found
     ├── AuthenticationFailed         401 authentication_error / invalid_api_key
     ├── PermissionDenied             403 permission_error
@@ -43,6 +44,7 @@ __all__ = [
     "PermissionDenied",
     "ProxyError",
     "RateLimited",
+    "RequestTimeout",
     "RequestTooLarge",
     "UpstreamAuthFailed",
     "UpstreamFailure",
@@ -95,6 +97,11 @@ class RequestTooLarge(InvalidRequest):
 class HeadersTooLarge(InvalidRequest):
     status_code = 431
     code = "headers_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status_code = 408
+    code = "request_timeout"
 
 
 class ModelNotFound(InvalidRequest):

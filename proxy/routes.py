@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .access_log import log_request
-from .errors import ModelNotFound, ProxyError, RequestTooLarge
+from .errors import ModelNotFound, ProxyError, RequestTimeout, RequestTooLarge
 from .pipeline import handle_chat
 from .services import Services
+from .settings import ServerSettings
 from .wire import decode_body, parse_chat_request, parse_embedding_request
 
 __all__ = ["chat_completions", "embeddings", "health", "list_models", "metrics"]
@@ -23,16 +24,21 @@ def services_of(request: Request) -> Services:
     return services
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it passes `limit` bytes."""
+async def read_body(request: Request, server: ServerSettings) -> bytes:
+    """The request body: 413 as soon as it passes the size limit, 408 when it trickles past the timeout."""
+    limit = server.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    try:
+        async with asyncio.timeout(server.body_timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {server.body_timeout:g} s.") from None
     return bytes(body)
 
 
@@ -45,7 +51,7 @@ async def chat_completions(request: Request) -> Response:
     meta = None
     request_id = request.scope.get("state", {}).get("request_id", "")
     try:
-        raw = await read_body(request, runtime.settings.server.max_body_bytes)
+        raw = await read_body(request, runtime.settings.server)
         caller = runtime.keys.authenticate(request.headers.get("authorization"))
         await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
         chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
@@ -127,7 +133,7 @@ async def embeddings(request: Request) -> Response:
 
 async def _embeddings(request: Request, services: Services) -> Response:
     runtime = services.runtime
-    raw = await read_body(request, runtime.settings.server.max_body_bytes)
+    raw = await read_body(request, runtime.settings.server)
     caller = runtime.keys.authenticate(request.headers.get("authorization"))
     request.scope.setdefault("state", {})["key_name"] = caller.name
     await services.limiter.admit(caller.name, caller.rpm, caller.tpm)

@@ -44,6 +44,7 @@ class ServerSettings(Frozen):
     max_in_flight: int = Field(256, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
     keepalive_seconds: float = Field(10.0, gt=0)
+    body_timeout: float = Field(30.0, gt=0)  # 408 when the body is not complete by then (slowloris)
     admin_ui: bool = True
 
 

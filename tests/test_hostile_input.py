@@ -235,3 +235,32 @@ def test_plain_uvicorn_does_not_bound_trickled_headers(proxy):
             sock.recv(1)  # nothing, not even a close, after 2 s
         r, _ = post(proxy, GOOD)
         assert r.status_code == 200
+
+
+def test_trickled_body_gets_408_and_others_are_served(make_config, start_proxy):
+    """A body that trickles after complete headers ends with 408 at server.body_timeout."""
+    proxy = start_proxy(
+        make_config({"echo": {"deployments": [{"model": "mock/echo"}]}}, server={"body_timeout": 1.0})
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b'content-length: 200\r\n\r\n{"model":'
+        )
+        started = time.monotonic()
+        normal = httpx.post(
+            proxy.url + "/v1/chat/completions",
+            timeout=10,
+            json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert normal.status_code == 200  # served while the slow body is pending
+        answer = b""
+        while b"}}" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code":"request_timeout"' in answer
+    assert 0.5 < waited < 8
