@@ -29,6 +29,8 @@ from .errors import (
 )
 from .settings import RetrySettings
 
+_DEADLINE_SLACK = 0.01  # seconds
+
 __all__ = ["Clock", "Cooldowns", "Deadline", "Resilience", "RetryBudget"]
 
 T = TypeVar("T")
@@ -209,7 +211,8 @@ class Resilience:
         self, failures: Sequence[UpstreamFailure], deadline: Deadline, keys: Iterable[str] = ()
     ) -> ProxyError:
         """The one error for a request every deployment failed (`keys`: the chain's cooldown keys)."""
-        if deadline.remaining <= 0:
+        # the event loop may fire the last attempt's timeout a hair before the deadline itself
+        if deadline.remaining <= _DEADLINE_SLACK:
             return DeadlineExceeded(
                 f"The request did not complete within its {deadline.seconds:g} s deadline."
             )
