@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ServerThread", "free_port", "serve_app"]
+__all__ = ["ServerThread", "free_port", "mock_calls", "serve_app"]
 
 
 def free_port() -> int:
@@ -67,3 +67,8 @@ def serve_app(app: Any) -> Iterator[ServerThread]:
         yield server
     finally:
         server.stop()
+
+
+def mock_calls(http: Any, upstream: ServerThread, label: str = "echo") -> int:
+    """How many calls the HTTP mock upstream has counted for `label` (its `/mock/stats`)."""
+    return int(http.get(upstream.url + "/mock/stats").json()["calls"].get(label, 0))

@@ -26,12 +26,6 @@ def upstream() -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
 def setup(make_config, start_proxy, upstream):
     def build(cache: dict[str, Any]) -> tuple[Path, ServerThread]:
         dep = {"model": "openai/echo", "api_base": upstream.url + "/v1", "api_key": "sk-up"}

@@ -17,6 +17,7 @@ import pytest
 
 from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
+from tests.servers import mock_calls as calls
 
 MOCK = {"echo": None, "count": {"behaviour": "script", "script": [{"behaviour": "echo"}]}}
 KEYS = [
@@ -30,17 +31,6 @@ def upstream() -> Iterator[ServerThread]:
     server = ServerThread(create_mock_app(MOCK)).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """One client for the whole test: a new one per request costs ~50 ms of TLS set-up on this machine."""
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def calls(http: httpx.Client, upstream: ServerThread, label: str = "echo") -> int:
-    return int(http.get(upstream.url + "/mock/stats").json()["calls"].get(label, 0))
 
 
 def net(upstream: ServerThread, label: str = "echo", **extra: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
+from tests.servers import mock_calls as calls
 
 MOCK = {
     "slow": {"behaviour": "echo", "latency_ms": 400},
@@ -38,17 +39,6 @@ def proxy(make_config, start_proxy, upstream):
         return {"model": f"openai/{label}", "api_base": upstream.url + "/v1", "api_key": "sk-up"}
 
     return start_proxy(make_config({label: {"deployments": [net(label)]} for label in MOCK}))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """One client per test: a new one per request costs ~50 ms of TLS set-up on this machine."""
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def calls(http: httpx.Client, upstream: ServerThread, label: str) -> int:
-    return int(http.get(upstream.url + "/mock/stats").json()["calls"].get(label, 0))
 
 
 async def burst(url: str, model: str, n: int, *, streams: int = 0) -> list[httpx.Response]:

@@ -13,6 +13,7 @@ import pytest
 
 from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
+from tests.servers import mock_calls as calls
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 RF = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}
@@ -38,17 +39,6 @@ def upstream() -> Iterator[ServerThread]:
     server = ServerThread(create_mock_app(MOCK)).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """One client per test: a new one per request costs ~50 ms of TLS set-up on this machine."""
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def calls(http: httpx.Client, upstream: ServerThread, label: str) -> int:
-    return int(http.get(upstream.url + "/mock/stats").json()["calls"].get(label, 0))
 
 
 def post(

@@ -11,6 +11,7 @@ import pytest
 
 from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
+from tests.servers import mock_calls as calls
 
 
 @pytest.fixture
@@ -25,16 +26,6 @@ def proxy(make_config, start_proxy, upstream) -> ServerThread:
     dep = {"model": "openai/echo", "api_base": upstream.url + "/v1", "api_key": "sk-up"}
     models = {"echo": {"deployments": [dep]}, "live": {"policy": "live", "deployments": [dep]}}
     return start_proxy(make_config(models, policies={"live": {"stream": "passthrough"}}))
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-def calls(http: httpx.Client, upstream: ServerThread) -> int:
-    return int(http.get(upstream.url + "/mock/stats").json()["calls"].get("echo", 0))
 
 
 def post(http: httpx.Client, server: ServerThread, body: dict[str, Any]) -> httpx.Response:

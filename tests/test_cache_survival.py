@@ -45,13 +45,6 @@ def build(make_config, start_proxy, upstream):
     return make
 
 
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    """One client per test: a new one per request costs ~50 ms of TLS set-up on this machine."""
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
 def text(i: int) -> str:
     return (f"answer {i} " * BIG)[: BIG if i % 2 else 200]
 
