@@ -1,15 +1,16 @@
-"""Wiring: the Starlette app, its lifespan, the ASGI guard middleware and the one error handler."""
+"""Wiring: the ASGI app (guard, lifecycle, the chat hot path), the Starlette app behind it for every other
+route, its lifespan and the error handlers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-import uuid
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,29 +21,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import dashboard, routes
 from .audit import AuditLog
 from .cache import CacheBackend, SingleFlight, open_backend
-from .errors import HeadersTooLarge, Overloaded, ProxyError
+from .errors import HeadersTooLarge, Overloaded, ProxyError, internal_error
 from .lifecycle import RequestLifecycle
 from .logs import config_secrets
 from .metrics import Metrics
 from .openapi import openapi
 from .ratelimit import open_rate_limiter
 from .reload import Reloader
+from .respond import error_response
 from .services import Runtime, Services, load_runtime
 from .settings import Settings
 from .upstream import Upstream
 
-__all__ = ["create_app"]
+__all__ = ["GuardProxyApp", "create_app"]
+
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
 log = logging.getLogger("guardproxy")
-
-
-def error_response(exc: ProxyError, request_id: str | None = None) -> Response:
-    headers = {**exc.context_headers, **exc.headers()}
-    if request_id:
-        headers["x-request-id"] = request_id
-    return Response(
-        orjson.dumps(exc.body()), status_code=exc.status_code, media_type="application/json", headers=headers
-    )
 
 
 async def _handle_proxy_error(request: Request, exc: Exception) -> Response:
@@ -60,7 +55,7 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
 
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
-    return error_response(ProxyError("guardproxy hit an internal error; the request was not completed."))
+    return error_response(internal_error())
 
 
 class GuardMiddleware:
@@ -70,8 +65,8 @@ class GuardMiddleware:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_header_bytes = max_header_bytes
-        self.metrics = metrics
         self.in_flight = 0
+        metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time, not counted twice
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,12 +94,10 @@ class GuardMiddleware:
             await error_response(exc)(scope, receive, send_with_id)
             return
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
 
 
 def _request_id(scope: Scope) -> str:
@@ -113,7 +106,33 @@ def _request_id(scope: Scope) -> str:
             text = value.decode("latin-1")
             if 0 < len(text) <= 128 and text.isprintable():
                 return str(text)
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+
+
+class GuardProxyApp:
+    """The ASGI application: guard -> lifecycle -> the chat endpoint directly (the hot path skips
+    Starlette's router, request objects and exception middleware), or Starlette for every other route."""
+
+    def __init__(self, starlette: Starlette, settings: Settings, metrics: Metrics) -> None:
+        self.starlette = starlette
+        self.state = starlette.state  # `services` lives here once the lifespan has started
+        self._chat = routes.ChatEndpoint()
+        self._app = GuardMiddleware(
+            RequestLifecycle(self._dispatch, grace=settings.server.shutdown_grace),
+            max_in_flight=settings.server.max_in_flight,
+            max_header_bytes=settings.server.max_header_bytes,
+            metrics=metrics,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _CHAT_PATHS:
+            scope["app"] = self.starlette
+            await self._chat(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
 
 
 def create_app(
@@ -123,8 +142,13 @@ def create_app(
     cache: CacheBackend | None = None,
     metrics: Metrics | None = None,
     reload_interval: float = 1.0,
-) -> Starlette:
-    """Build the guardproxy app; collaborators may be injected (tests pass real alternatives)."""
+    freeze_gc: bool = False,
+) -> GuardProxyApp:
+    """Build the guardproxy app; collaborators may be injected (tests pass real alternatives).
+
+    `freeze_gc` (the served app): after start-up, move everything alive into the GC's permanent
+    generation, so collections during requests no longer walk the config, policies and imports.
+    """
     runtime = config if isinstance(config, Runtime) else load_runtime(config)
     metrics = metrics or Metrics()
     settings = runtime.settings
@@ -170,6 +194,9 @@ def create_app(
             )
             app.state.reloader = reloader
             watcher = asyncio.create_task(reloader.run())
+        if freeze_gc:  # a serving process: what start-up built lives forever, keep it out of every GC pass
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -183,8 +210,8 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
-            Route("/chat/completions", routes.chat_completions, methods=["POST"]),
+            Route("/v1/chat/completions", routes.ChatEndpoint(), methods=["POST"]),  # 405 for other methods
+            Route("/chat/completions", routes.ChatEndpoint(), methods=["POST"]),
             Route("/v1/embeddings", routes.embeddings, methods=["POST"]),
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
@@ -202,11 +229,4 @@ def create_app(
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
-    app.add_middleware(RequestLifecycle, grace=settings.server.shutdown_grace)  # inside the guard
-    app.add_middleware(
-        GuardMiddleware,
-        max_in_flight=settings.server.max_in_flight,
-        max_header_bytes=settings.server.max_header_bytes,
-        metrics=metrics,
-    )
-    return app
+    return GuardProxyApp(app, settings, metrics)

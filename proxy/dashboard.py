@@ -91,7 +91,6 @@ async def snapshot(request: Request) -> Response:
     for key, cooling in services.runtime.resilience.cooldowns.states().items():
         services.metrics.cooldown.labels(key).set(1 if cooling else 0)  # as GET /metrics does
     data = build_snapshot(services.metrics.registry)
-    data["in_flight"] = max(0, data["in_flight"] - 1)  # this poll is in flight too
     data["aliases_configured"] = sorted(services.runtime.settings.models)
     audit_path = services.runtime.settings.logging.audit_path
     data["recent"] = await asyncio.to_thread(read_audit_tail, audit_path) if audit_path else []

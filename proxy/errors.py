@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "internal_error",
     "AuthenticationFailed",
     "DeadlineExceeded",
     "HeadersTooLarge",
@@ -78,6 +79,11 @@ class ProxyError(Exception):
     def body(self) -> dict[str, Any]:
         """The OpenAI error body."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def internal_error() -> ProxyError:
+    """The 500 for a bug: says nothing about it (the log has the details)."""
+    return ProxyError("guardproxy hit an internal error; the request was not completed.")
 
 
 class InvalidRequest(ProxyError):

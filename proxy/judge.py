@@ -55,15 +55,15 @@ def judge(
 ) -> Judgement:
     """Redact, check and (when allowed) repair every choice of `completion`."""
     result = Judgement(completion=_copy_messages(completion))
-    blocking = [v for v in validators if v.on_fail != "flag"]
+    redacting = any(v.on_fail == "redact" for v in validators)
     for choice in result.completion.get("choices") or ():
         message = choice.setdefault("message", {})
         output = output_of(message, choice.get("finish_reason"))
-        if any(v.on_fail == "redact" for v in validators):
+        if redacting:
             output, names = redact(validators, output, ctx)
             result.redactions.extend(names)
         violations: list[Violation] = []
-        flagged_before = list(result.flagged)
+        flagged_before = len(result.flagged)  # flags are only appended until the repair below
         for validator in validators:
             found = check((validator,), output, ctx)  # a crashing plugin counts as a violation
             if not found:
@@ -75,14 +75,14 @@ def judge(
             else:
                 violations.extend(found)
         if violations and allow_repair and not result.rejected:
-            fixed = repair(blocking, output, ctx)
+            fixed = repair([v for v in validators if v.on_fail != "flag"], output, ctx)
             if fixed is not None:
                 output = fixed.output
                 result.repairs.extend(fixed.changes)
                 violations = []
                 still = check(validators, output, ctx)
-                result.flagged = flagged_before + [
-                    v for v in result.flagged[len(flagged_before) :] if v in still
+                result.flagged = result.flagged[:flagged_before] + [
+                    v for v in result.flagged[flagged_before:] if v in still
                 ]
         if violations:
             result.violations.extend(violations)

@@ -4,9 +4,11 @@ uvicorn does not cancel a request whose client disconnected before the response 
 this a non-streamed call (or a stream still waiting for its first token) keeps its upstream call going
 to the end (litellm #13774, #37140). Once the request body has been read, a watcher listens for
 `http.disconnect` and cancels the request's task at once; the cancellation reaches the transport, which
-closes the upstream connection. On shutdown (`proxy.shutdown.Drain`) requests still open when the grace
-period is nearly over are cancelled the same way and then ended properly: an open stream gets one
-error event (never a silent cut the SDK would take for a normal end), an unanswered request a 503.
+closes the upstream connection. The watcher (a task) starts `WATCH_AFTER` seconds after the body was read:
+most requests (cache hits, fast upstreams) are answered before that and never pay for one.
+On shutdown (`proxy.shutdown.Drain`) requests still open when the grace period is nearly over are
+cancelled the same way and then ended properly: an open stream gets one error event (never a silent
+cut the SDK would take for a normal end), an unanswered request a 503.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import Overloaded
 from .shutdown import Drain, install_signal_hook
 
-__all__ = ["RequestLifecycle"]
+__all__ = ["WATCH_AFTER", "RequestLifecycle"]
+
+WATCH_AFTER = 0.02  # seconds; a client that leaves is noticed at most this much later
 
 _SHUTTING_DOWN = "guardproxy is shutting down; retry the request."
 
@@ -62,20 +66,21 @@ class _Request:
     def __init__(self, app: ASGIApp, drain: Drain) -> None:
         self.app = app
         self.drain = drain
-        self.body_read = asyncio.Event()
+        self.body_read = False
         self.client_gone = asyncio.Event()
         self.started = False
         self.event_stream = False
         self.finished = False
         self.reason: str | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.watcher: asyncio.Task[None] | None = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(self._watch_client(receive, task))
         untrack = self.drain.track(lambda: self._cancel(task, "shutdown"))
         try:
-            await self.app(scope, self._receive(receive), self._send(send))
+            await self.app(scope, self._receive(receive, task), self._send(send))
         except asyncio.CancelledError:
             if self.reason is None or task.uncancel() > 0:
                 raise  # cancelled from outside (the server) too: not ours to absorb
@@ -83,21 +88,31 @@ class _Request:
                 await self._close(send)
         finally:
             untrack()
-            watcher.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
+            if self.watcher is not None:
+                self.watcher.cancel()
 
-    def _receive(self, receive: Receive) -> Receive:
+    def _receive(self, receive: Receive, task: asyncio.Task[object]) -> Receive:
         async def wrapped() -> Message:
-            if not self.body_read.is_set():
+            if not self.body_read:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     self.client_gone.set()
                 if message["type"] == "http.disconnect" or not message.get("more_body"):
-                    self.body_read.set()
+                    self.body_read = True
+                    self._watch_later(receive, task)
                 return message
             await self.client_gone.wait()  # the watcher owns `receive` now
             return {"type": "http.disconnect"}
 
         return wrapped
+
+    def _watch_later(self, receive: Receive, task: asyncio.Task[object]) -> None:
+        def start() -> None:
+            self.watcher = asyncio.get_running_loop().create_task(self._watch_client(receive, task))
+
+        self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start)
 
     def _send(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
@@ -117,7 +132,6 @@ class _Request:
             task.cancel()
 
     async def _watch_client(self, receive: Receive, task: asyncio.Task[object]) -> None:
-        await self.body_read.wait()
         while not self.client_gone.is_set():
             if (await receive())["type"] == "http.disconnect":
                 self.client_gone.set()

@@ -35,14 +35,23 @@ class CacheMode:
     label: str  # the x-guardproxy-cache value on a miss
 
 
+_BYPASS = CacheMode(False, False, "bypass")
+_REFRESH = CacheMode(False, True, "refresh")
+_READ_WRITE = CacheMode(True, True, "miss")
+
+
 def cache_mode(cache_control: str, *, enabled: bool) -> CacheMode:
     """What `Cache-Control` and the config allow for this request."""
+    if not enabled:
+        return _BYPASS
+    if not cache_control:
+        return _READ_WRITE
     directives = {d.strip().lower() for d in cache_control.split(",")}
-    if not enabled or "no-store" in directives:
-        return CacheMode(False, False, "bypass")
+    if "no-store" in directives:
+        return _BYPASS
     if "no-cache" in directives:
-        return CacheMode(False, True, "refresh")
-    return CacheMode(True, True, "miss")
+        return _REFRESH
+    return _READ_WRITE
 
 
 def resolve_policy(runtime: Runtime, alias: ModelAlias, override: str | None, caller: Caller) -> Policy:

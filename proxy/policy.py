@@ -126,7 +126,6 @@ def _content_hash(path: Path, spec: PolicySpec) -> str:
     return digest.hexdigest()
 
 
-
 def load_policies(folder: Path, registry: Registry, *, required: Sequence[str] = ()) -> Mapping[str, Policy]:
     """Every `*.yaml` policy in `folder` (cases files excluded); ConfigError lists all problems."""
     policies: dict[str, Policy] = {}

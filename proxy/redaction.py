@@ -13,11 +13,18 @@ _KEYISH = re.compile(
     r"|xox[baprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{30,}|[Bb]earer\s+[A-Za-z0-9._\-]{8,})"
 )
 
+# Every match of the patterns above contains one of these; most text contains none and skips the regexes.
+_URL_HINT = "://"
+_KEY_HINTS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "earer")
+
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove URLs, key-shaped strings and the given secrets from `text`."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
-    text = _URL.sub("[url]", text)
-    return _KEYISH.sub("[redacted]", text)
+    if _URL_HINT in text:
+        text = _URL.sub("[url]", text)
+    if any(hint in text for hint in _KEY_HINTS):
+        text = _KEYISH.sub("[redacted]", text)
+    return text

@@ -148,6 +148,13 @@ class Cooldowns:
         return {k: self.cooling(k) for k in set(self._failures) | set(self._until)}
 
 
+def _numbered(number: int) -> RetryCallState:
+    """A tenacity call state at attempt `number`, for its wait strategies."""
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # waits read only the number
+    state.attempt_number = number
+    return state
+
+
 class Resilience:
     """Runs one deployment's attempts with tenacity: transient errors only, backoff with full jitter,
     Retry-After honoured when it fits the deadline, the retry budget and the attempt cap respected."""
@@ -172,33 +179,45 @@ class Resilience:
         may_attempt: Callable[[], bool],
         on_retry: Callable[[UpstreamFailure], None] | None = None,
     ) -> T:
-        """Call `attempt(timeout)` until it succeeds or retrying is pointless; re-raise the last failure."""
+        """Call `attempt(timeout)` until it succeeds or retrying is pointless; re-raise the last failure.
+
+        The first attempt runs bare: most calls succeed at once and never pay for tenacity's machinery.
+        A retry is planned by `plan` (attempt numbers count the first one) and run by tenacity.
+        """
         backoff = wait_random_exponential(
             multiplier=self.settings.initial_backoff, max=self.settings.max_backoff
         )
         planned: dict[int, float] = {}
 
-        def should_retry(state: RetryCallState) -> bool:
-            exc = state.outcome.exception() if state.outcome else None
+        def plan(exc: BaseException | None, number: int) -> bool:
+            """Whether to retry after attempt `number` failed with `exc`; records the pause before it."""
             if not isinstance(exc, UpstreamFailure) or not exc.transient:
                 return False
-            if state.attempt_number >= self.settings.attempts or not may_attempt():
+            if number >= self.settings.attempts or not may_attempt():
                 return False
-            pause = exc.retry_after if exc.retry_after is not None else float(backoff(state))
+            pause = exc.retry_after if exc.retry_after is not None else float(backoff(_numbered(number)))
             if pause >= deadline.remaining - _MARGIN:
                 return False  # it cannot fit: go to the next deployment at once
             if not self.budget.try_spend():
                 return False
-            planned[state.attempt_number] = pause
+            planned[number] = pause
             if on_retry is not None:
                 on_retry(exc)
             return True
 
         self.budget.record_first()
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.attempts),
-            wait=lambda state: planned.pop(state.attempt_number, 0.0),
-            retry=should_retry,
+        try:
+            return await attempt(deadline.check())
+        except UpstreamFailure as exc:
+            if not plan(exc, 1):
+                raise
+        await self.sleep(planned.pop(1))
+        retrying = AsyncRetrying(  # tenacity's attempt n is our attempt n + 1
+            stop=stop_after_attempt(self.settings.attempts - 1),
+            wait=lambda state: planned.pop(state.attempt_number + 1, 0.0),
+            retry=lambda state: plan(
+                state.outcome.exception() if state.outcome else None, state.attempt_number + 1
+            ),
             sleep=self.sleep,
             reraise=True,
         )

@@ -14,7 +14,14 @@ from starlette.responses import Response, StreamingResponse
 from .errors import ProxyError
 from .wire import SSE_DONE, completion_to_chunks, sse
 
-__all__ = ["SSE_HEADERS", "AnswerMeta", "json_response", "stream_response", "waiting_stream"]
+__all__ = [
+    "SSE_HEADERS",
+    "AnswerMeta",
+    "error_response",
+    "json_response",
+    "stream_response",
+    "waiting_stream",
+]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 KEEP_ALIVE = b": keep-alive\n\n"  # an SSE comment: the official SDKs skip it
@@ -52,6 +59,16 @@ class AnswerMeta:
             out["x-guardproxy-cost"] = f"{self.cost:.8f}"
         out.update(self.extra)
         return out
+
+
+def error_response(exc: ProxyError, request_id: str | None = None) -> Response:
+    """The OpenAI-shaped error answer, with the exception's context headers (x-guardproxy-*)."""
+    headers = {**exc.context_headers, **exc.headers()}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(
+        orjson.dumps(exc.body()), status_code=exc.status_code, media_type="application/json", headers=headers
+    )
 
 
 def json_response(completion: Mapping[str, Any], meta: AnswerMeta) -> Response:

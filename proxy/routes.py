@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Mapping
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from .access_log import log_request
-from .errors import ModelNotFound, ProxyError, RequestTimeout, RequestTooLarge
+from .errors import ModelNotFound, ProxyError, RequestTimeout, RequestTooLarge, internal_error
 from .pipeline import handle_chat
+from .respond import error_response
 from .services import Services
 from .settings import ServerSettings
 from .wire import decode_body, parse_chat_request, parse_embedding_request
 
-__all__ = ["chat_completions", "embeddings", "health", "list_models", "metrics"]
+log = logging.getLogger("guardproxy")
 
 
 def services_of(request: Request) -> Services:
@@ -24,56 +28,91 @@ def services_of(request: Request) -> Services:
     return services
 
 
-async def read_body(request: Request, server: ServerSettings) -> bytes:
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """The request headers by lower-case name (the first of repeated ones, as Starlette's `get`)."""
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], server: ServerSettings) -> bytes:
     """The request body: 413 as soon as it passes the size limit, 408 when it trickles past the timeout."""
     limit = server.max_body_bytes
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(server.body_timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk: bytes = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
                     raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {server.body_timeout:g} s.") from None
-    return bytes(body)
 
 
-async def chat_completions(request: Request) -> Response:
-    services = services_of(request)
+class ChatEndpoint:
+    """POST /v1/chat/completions as a plain ASGI app: the hot path builds no Starlette Request and
+    passes through no router (proxy.app sends it here directly)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = scope["app"].state.services
+        response = await _chat(services, scope, receive)
+        if response is not None:
+            await response(scope, receive, send)
+
+
+async def _chat(services: Services, scope: Scope, receive: Receive) -> Response | None:
     runtime = services.runtime
     started = time.perf_counter()
     alias, status, outcome = "", 500, "error"
     caller = None
     meta = None
-    request_id = request.scope.get("state", {}).get("request_id", "")
+    response: Response | None = None
+    headers = header_map(scope)
+    request_id = scope.get("state", {}).get("request_id", "")
     try:
-        raw = await read_body(request, runtime.settings.server)
-        caller = runtime.keys.authenticate(request.headers.get("authorization"))
+        raw = await read_body(receive, headers, runtime.settings.server)
+        caller = runtime.keys.authenticate(headers.get("authorization"))
         await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
         chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
         alias = chat.model if chat.model in runtime.settings.models else ""
-        response, meta = await handle_chat(
-            services, runtime, caller, chat, request.headers, request_id=request_id
-        )
+        response, meta = await handle_chat(services, runtime, caller, chat, headers, request_id=request_id)
         status = response.status_code
         outcome = meta.outcome if meta else "pass"
         if meta is not None and meta.tokens:
             services.metrics.tokens.labels(alias, caller.name).inc(meta.tokens)
             if meta.cost:
                 services.metrics.cost.labels(alias, caller.name).inc(meta.cost)
-        return response
     except ProxyError as exc:
         status = exc.status_code
         outcome = "rejected" if status == 422 else "error"
         meta = getattr(exc, "answer_meta", None)
-        raise
+        response = error_response(exc)
+    except ClientGone:
+        status = 499  # nobody left to answer
     except asyncio.CancelledError:
         status = 499  # the client went away (proxy.lifecycle cancelled the request), not a server error
         raise
+    except Exception as exc:
+        log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+        response = error_response(internal_error())
     finally:
         services.metrics.requests.labels(alias, outcome, str(status)).inc()
         services.metrics.latency.labels(alias).observe(time.perf_counter() - started)
@@ -82,8 +121,8 @@ async def chat_completions(request: Request) -> Response:
             await services.limiter.spend(caller.name, tokens)
         log_request(
             request_id=request_id,
-            method=request.method,
-            path=request.url.path,
+            method="POST",
+            path=scope["path"],
             key=caller.name if caller is not None else None,
             alias=alias,
             policy=meta.policy if meta is not None else None,
@@ -96,6 +135,7 @@ async def chat_completions(request: Request) -> Response:
             tokens=tokens,
             cost=meta.cost if meta is not None else None,
         )
+    return response
 
 
 async def embeddings(request: Request) -> Response:
@@ -133,7 +173,7 @@ async def embeddings(request: Request) -> Response:
 
 async def _embeddings(request: Request, services: Services) -> Response:
     runtime = services.runtime
-    raw = await read_body(request, runtime.settings.server)
+    raw = await read_body(request.receive, request.headers, runtime.settings.server)
     caller = runtime.keys.authenticate(request.headers.get("authorization"))
     request.scope.setdefault("state", {})["key_name"] = caller.name
     await services.limiter.admit(caller.name, caller.rpm, caller.tpm)

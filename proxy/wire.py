@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ _PART_FIELDS = frozenset({"type", "text", "image_url", "input_audio", "file", "r
 _TOOL_CALL_FIELDS = frozenset({"id", "type", "function"})
 _FUNCTION_FIELDS = frozenset({"name", "arguments", "description", "parameters", "strict"})
 _EMBEDDING_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+_DEPTH_MEMO_MAX_BYTES = 64 * 1024  # bounds the depth memo at 64 such schemas
 
 
 @dataclass(frozen=True)
@@ -280,15 +282,46 @@ def _response_format(value: Any, limits: LimitSettings) -> dict[str, Any]:
 
 
 def _check_depth(value: Any, limit: int, param: str) -> None:
+    if _deeper_than(value, limit):
+        raise InvalidRequest(f"`{param}` is nested deeper than {limit} levels.", param=param)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` levels (itself level 1; each dict or list adds one).
+
+    The same schema comes with every request of an app, so its JSON text is looked up in a memo first.
+    Serialising never hides a level (it can add some: a tuple, a leaf here, becomes an array), so a
+    shallow enough text settles it; a deeper one, or a value orjson will not write, is walked itself.
+    """
+    try:
+        blob = orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except orjson.JSONEncodeError:
+        return _walk_deeper_than(value, limit)
+    if len(blob) <= _DEPTH_MEMO_MAX_BYTES and not _json_deeper_than(blob, limit):
+        return False
+    return _walk_deeper_than(value, limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _json_deeper_than(blob: bytes, limit: int) -> bool:
+    try:
+        document = orjson.loads(blob)
+    except orjson.JSONDecodeError:  # an orjson.Fragment holding a broken text: not proven shallow
+        return True
+    return _walk_deeper_than(document, limit)
+
+
+def _walk_deeper_than(value: Any, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            raise InvalidRequest(f"`{param}` is nested deeper than {limit} levels.", param=param)
+            return True
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
+    return False
 
 
 def _check_numbers(body: dict[str, Any], limits: LimitSettings) -> None:

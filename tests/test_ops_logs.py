@@ -13,6 +13,7 @@ import pytest
 from proxy.access_log import ACCESS_FIELDS, ACCESS_LOGGER
 from proxy.audit import AuditLog
 from proxy.logs import JsonFormatter, TextFormatter
+from proxy.redaction import scrub
 
 SCHEMA = {
     "type": "object",
@@ -192,3 +193,27 @@ def test_audit_never_raises_and_disabled_path(tmp_path):
     log = AuditLog(blocked / "audit.jsonl", max_bytes=1024, backups=0)
     log.record("repair", request_id="r", policy="p", deployment="d", alias="a", excerpt=EMAIL)
     assert not log.enabled and log.tail(3) == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-proj-abcdefgh1234",
+        "sk-ant-api03-abcdefgh",
+        "AKIAABCDEFGHIJKLMNOP",
+        "ghp_abcdefghijklmnopqrstuv",
+        "gho_abcdefghijklmnopqrstuv",
+        "ghs_abcdefghijklmnopqrstuv",
+        "xoxb-1234567890-abc",
+        "AIzaSyA1234567890abcdefghijklmnopqrs",
+        "Bearer abcdefgh.ijk",
+        "bearer abcdefgh.ijk",
+        "https://user:pw@internal.example/v1",
+        "REDIS://:pw@cache:6379/0",
+    ],
+)
+def test_scrub_removes_every_key_and_url_shape(secret):
+    text = f'{{"msg": "upstream said {secret} end", "n": 1}}'
+    cleaned = scrub(text)
+    assert secret not in cleaned and "end" in cleaned
+    assert scrub("a plain line with no secrets: 200 OK") == "a plain line with no secrets: 200 OK"

@@ -77,7 +77,7 @@ def test_direct_only_config_does_not_import_litellm(tmp_path):
         "import sys, asyncio; from pathlib import Path; from proxy.app import create_app\n"
         f"app = create_app(Path({str(tmp_path / 'config.yaml')!r}))\n"
         "async def main():\n"
-        "    async with app.router.lifespan_context(app):\n"
+        "    async with app.starlette.router.lifespan_context(app.starlette):\n"
         "        pass\n"
         "asyncio.run(main())\n"
         "print('litellm' in sys.modules)\n"

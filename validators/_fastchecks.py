@@ -15,6 +15,8 @@ PY_TYPES: dict[str, tuple[type, ...]] = {
     "number": (int, float),
     "integer": (int,),
 }
+_NUMBERS = frozenset((int, float))
+_PLAIN = frozenset((str, int, float, bool, type(None), list, dict))  # a str equals none of the others
 
 
 def _unbool(v: Any) -> Any:
@@ -40,6 +42,9 @@ def all_of(checks: list[Check]) -> Check:
         return lambda v: True
     if len(checks) == 1:
         return checks[0]
+    if len(checks) == 2:  # the usual `type` plus one more keyword: no loop
+        first, second = checks
+        return lambda v: first(v) and second(v)
 
     def run(v: Any) -> bool:
         for c in checks:
@@ -59,6 +64,19 @@ def type_check(names: list[str]) -> Check:
     return lambda v: type(v) in allowed
 
 
+def typed(names: list[str], rest: Check | None) -> Check:
+    """The `type` keyword tested inline, then `rest` (the schema's other keywords) if the type is right."""
+    if rest is None:
+        return type_check(names)
+    kinds = frozenset(t for n in names for t in PY_TYPES[n])
+    if "integer" in names and "number" not in names:
+        return lambda v: (type(v) in kinds or (type(v) is float and v.is_integer())) and rest(v)
+    if len(kinds) == 1:
+        (kind,) = kinds
+        return lambda v: type(v) is kind and rest(v)
+    return lambda v: type(v) in kinds and rest(v)
+
+
 def any_of(subs: list[Check]) -> Check:
     """`anyOf`."""
     return lambda v: any(c(v) for c in subs)
@@ -71,28 +89,45 @@ def one_of(subs: list[Check]) -> Check:
 
 def bound(key: str, limit: Any) -> Check:
     """`minimum` and friends, written as "not failing" like jsonschema, so NaN passes in both."""
-
-    def is_num(v: Any) -> bool:
-        return type(v) in (int, float)
-
     if key == "minimum":
-        return lambda v: not is_num(v) or not v < limit
+        return lambda v: type(v) not in _NUMBERS or not v < limit
     if key == "maximum":
-        return lambda v: not is_num(v) or not v > limit
+        return lambda v: type(v) not in _NUMBERS or not v > limit
     if key == "exclusiveMinimum":
-        return lambda v: not is_num(v) or not v <= limit
-    return lambda v: not is_num(v) or not v >= limit
+        return lambda v: type(v) not in _NUMBERS or not v <= limit
+    return lambda v: type(v) not in _NUMBERS or not v >= limit
+
+
+def among(options: list[Any]) -> Check:
+    """`enum`; a string is looked up in a set when no option could equal a string but a string."""
+    strings = frozenset(o for o in options if type(o) is str)
+    if not strings or any(type(o) not in _PLAIN for o in options):
+        return lambda v: any(equal(v, o) for o in options)
+    return lambda v: v in strings if type(v) is str else any(equal(v, o) for o in options)
+
+
+def every(items: Check) -> Check:
+    """`items` without `prefixItems`: a plain loop, no slice, no generator."""
+
+    def check(v: Any) -> bool:
+        if type(v) is list:
+            for x in v:
+                if not items(x):
+                    return False
+        return True
+
+    return check
 
 
 def plain_object(required: list[str], props: dict[str, Check], extra: Check | None) -> Check:
     """The common case: required, properties and additionalProperties only."""
+    needed = frozenset(required)
 
     def check(v: Any) -> bool:
         if type(v) is not dict:
             return True
-        for key in required:
-            if key not in v:
-                return False
+        if not v.keys() >= needed:
+            return False
         for key, value in v.items():
             sub = props.get(key)
             if sub is None:

@@ -14,13 +14,16 @@ from urllib.parse import unquote
 from validators._fastchecks import (
     Check,
     all_of,
+    among,
     any_of,
     bound,
     equal,
+    every,
     general_object,
     one_of,
     plain_object,
     type_check,
+    typed,
 )
 from validators._formats import CHECKS
 from validators._re2 import compile_re2
@@ -52,13 +55,13 @@ class _Compiler:
             raise _Unsupported
         s = schema
         checks: list[Check] = []
+        types = ([s["type"]] if isinstance(s["type"], str) else list(s["type"])) if "type" in s else None
         if "$ref" in s:
             checks.append(self.ref(s["$ref"]))
-        if "type" in s:
-            checks.append(type_check([s["type"]] if isinstance(s["type"], str) else list(s["type"])))
+        if types is not None and "$ref" in s:
+            checks.append(type_check(types))
         if "enum" in s:
-            options = list(s["enum"])
-            checks.append(lambda v: any(equal(v, o) for o in options))
+            checks.append(among(list(s["enum"])))
         if "const" in s:
             const = s["const"]
             checks.append(lambda v: equal(v, const))
@@ -78,6 +81,8 @@ class _Compiler:
             other = self.compile(s.get("else", True))
             checks.append(lambda v: then(v) if cond(v) else other(v))
         checks.extend(self.numbers(s) + self.strings(s) + self.arrays(s) + self.objects(s))
+        if types is not None and "$ref" not in s:  # `type` comes first, as above: test it inline
+            return typed(types, all_of(checks) if checks else None)
         return all_of(checks)
 
     def ref(self, ref: Any) -> Check:
@@ -128,7 +133,9 @@ class _Compiler:
             out.append(lambda v: type(v) is not list or low <= len(v) <= high)
         prefix = [self.compile(x) for x in s.get("prefixItems", [])]
         items = self.compile(s["items"]) if "items" in s else None
-        if prefix or items is not None:
+        if items is not None and not prefix:
+            out.append(every(items))
+        elif prefix or items is not None:
             n = len(prefix)
 
             def each(v: Any) -> bool:

@@ -9,6 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import orjson
+
 if TYPE_CHECKING:
     from validators.schema_cache import SchemaCache
 
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 ON_FAIL_MODES = ("redact", "reject", "flag")
+_UNSURE = object()  # the fast parser cannot vouch for its reading
 
 
 class ValidatorConfigError(ValueError):
@@ -60,26 +63,60 @@ class _Invalid:
         self.reason = reason
 
 
-def strict_json(text: str) -> Any:
-    """Parse strict RFC 8259 JSON (no NaN/Infinity, duplicate keys refused); raise ValueError if not."""
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
-    def _no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON value")
 
-    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in obj:
-                raise ValueError(f"duplicate key {json.dumps(key, ensure_ascii=False)}")
-            obj[key] = value
-        return obj
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {json.dumps(key, ensure_ascii=False)}")
+        obj[key] = value
+    return obj
 
+
+def _stdlib_strict_json(text: str) -> Any:
+    """The reference parser: the stdlib, refusing constants and duplicate keys; it words every error."""
     try:
-        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_pairs)
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_pairs)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _orjson_strict_json(text: str) -> Any:
+    """What the reference parser returns, read by orjson; _UNSURE when only the reference can tell.
+
+    orjson refuses NaN/Infinity, lone surrogates and out-of-range floats (the reference's errors and
+    its inf then come from the reference), but keeps the last of duplicate keys, reads integers
+    beyond 64 bits as floats, and nests deeper than the stdlib may. So orjson's value is kept only when:
+    - no duplicate key: the text has as many colons as the value re-serialized (structural colons
+      are the key/value pairs, the rest sit in strings, and a dropped duplicate loses at least its
+      own colon), provided no escape spells a colon (`\\u003a`);
+    - no huge integer: one became a float of at least 9.2e18, which orjson writes with "e+";
+    - depth at most 254 (orjson.dumps refuses deeper values), well inside the stdlib's recursion limit.
+    """
+    if "\\u003" in text:
+        return _UNSURE
+    try:
+        value = orjson.loads(text)
+        again = orjson.dumps(value)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return _UNSURE
+    if b"e+" in again or again.count(b":") != text.count(":"):
+        return _UNSURE
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """Parse strict RFC 8259 JSON (no NaN/Infinity, duplicate keys refused); raise ValueError if not."""
+    if type(text) is str:
+        value = _orjson_strict_json(text)
+        if value is not _UNSURE:
+            return value
+    return _stdlib_strict_json(text)
 
 
 @dataclass(frozen=True)
@@ -124,12 +161,12 @@ class RequestContext:
 
     def response_schema(self) -> Mapping[str, Any] | bool | None:
         """The JSON Schema in `response_format.json_schema.schema`, if any."""
-        rf = self.response_format
-        if not isinstance(rf, Mapping) or rf.get("type") != "json_schema":
+        rf = self.response_format  # `type(...) is dict` first: it spares the slower ABC check
+        if not (type(rf) is dict or isinstance(rf, Mapping)) or rf.get("type") != "json_schema":
             return None
         spec = rf.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, Mapping) else None
-        return schema if isinstance(schema, (Mapping, bool)) else None
+        schema = spec.get("schema") if type(spec) is dict or isinstance(spec, Mapping) else None
+        return schema if type(schema) is dict or isinstance(schema, (Mapping, bool)) else None
 
     def wants_json(self) -> bool:
         """True when `response_format` asks for JSON (`json_object` or `json_schema`)."""

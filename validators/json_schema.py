@@ -63,7 +63,8 @@ class JsonSchemaValidator:
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """Violations with JSON Pointer paths into the output document."""
-        if self.schema_for(ctx) is None or (output.text is None and output.tool_calls):
+        schema = self.schema_for(ctx)
+        if schema is None or (output.text is None and output.tool_calls):
             return []
         reason = output.json_error()
         if reason is not None:
@@ -74,8 +75,8 @@ class JsonSchemaValidator:
                     None,
                 )
             ]
-        try:
-            compiled = self.compiled_for(ctx)
+        try:  # what compiled_for(ctx) returns, without reading the request's schema twice
+            compiled = self._compiled if self._compiled is not None else self.schema_cache.get(schema)
         except SchemaProblem as exc:
             return [Violation(self.type, f"the request's response_format schema cannot be used: {exc}", None)]
         value = output.json_value()

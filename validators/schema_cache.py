@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import extend
@@ -17,6 +18,9 @@ from validators._formats import format_checker
 from validators._re2 import UnsupportedPattern, compile_re2
 
 __all__ = ["CompiledSchema", "SchemaCache", "SchemaProblem"]
+
+# Dates and dataclasses are not JSON data to the stdlib: leave them to the canonical key, which refuses them.
+_ALIAS_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class SchemaProblem(ValueError):
@@ -124,12 +128,20 @@ class CompiledSchema:
 
 
 class SchemaCache:
-    """A bounded LRU of CompiledSchema keyed by canonical schema JSON; safe to share across threads."""
+    """A bounded LRU of CompiledSchema keyed by canonical schema JSON; safe to share across threads.
+
+    Writing the canonical key with the stdlib costs more than the rest of a check, and every request
+    carries its own copy of the same schema, so an orjson rendering of the schema, an order of
+    magnitude cheaper, stands in for it: `_aliases` maps it to the canonical key it was last seen
+    with. A schema found that way is used only when it equals the cached one, else (values orjson
+    renders but the stdlib refuses, like an Enum) the canonical key decides, as it always did.
+    """
 
     def __init__(self, maxsize: int = 256, max_schema_chars: int = 1_000_000) -> None:
         self.maxsize = maxsize
         self.max_schema_chars = max_schema_chars
         self._items: OrderedDict[str, CompiledSchema] = OrderedDict()
+        self._aliases: dict[bytes, str] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -139,12 +151,23 @@ class SchemaCache:
 
     def get(self, schema: Any) -> CompiledSchema:
         """The compiled validator for `schema`; raise SchemaProblem when it is not a usable schema."""
-        if not isinstance(schema, (Mapping, bool)):
+        if not (type(schema) is dict or isinstance(schema, (Mapping, bool))):
             raise SchemaProblem("a JSON Schema must be an object or a boolean")
-        try:
-            key = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise SchemaProblem(f"the schema is not JSON data: {exc}") from None
+        alias = _alias(schema)
+        if alias is not None:
+            with self._lock:
+                key = self._aliases.get(alias)
+                found = None if key is None else self._items.get(key)
+                if (
+                    key is not None
+                    and found is not None
+                    and len(key) <= self.max_schema_chars
+                    and (found.schema is schema or found.schema == schema)
+                ):
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return found
+        key = _canonical_key(schema)
         if len(key) > self.max_schema_chars:
             raise SchemaProblem(f"the schema is larger than {self.max_schema_chars} characters")
         with self._lock:
@@ -152,15 +175,36 @@ class SchemaCache:
             if found is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
+                if alias is not None:
+                    self._aliases[alias] = key
                 return found
         compiled = _compile(schema)
         with self._lock:
             self.misses += 1
             self._items[key] = compiled
             self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
+            if alias is not None:
+                self._aliases[alias] = key
+            if len(self._items) > self.maxsize:
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+                self._aliases = {a: k for a, k in self._aliases.items() if k in self._items}
         return compiled
+
+
+def _canonical_key(schema: Mapping[str, Any] | bool) -> str:
+    try:
+        return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SchemaProblem(f"the schema is not JSON data: {exc}") from None
+
+
+def _alias(schema: Mapping[str, Any] | bool) -> bytes | None:
+    """The schema as orjson writes it with sorted keys; None when orjson cannot (non-str keys, big ints)."""
+    try:
+        return orjson.dumps(schema, option=_ALIAS_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _compile(schema: Mapping[str, Any] | bool) -> CompiledSchema:

@@ -33,6 +33,7 @@ whitespace and content-part shapes are compared exactly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,15 @@ EXCLUDED_FIELDS = frozenset(
     }
 )
 _INT64 = 2**63
+_PLAIN_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_FOLD = bytes.maketrans(b"123456789eE", b"000000000..")
+_MEMO_MAX_BYTES = 16 * 1024  # bounds the memo at 128 such documents
 
 
 def _normalise(value: Any) -> Any:
@@ -93,13 +103,50 @@ def _request_part(request: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if name == "stop" and isinstance(value, str):
             value = [value]
-        part[name] = _normalise(value)
+        kind = type(value)
+        blob = _plain_json(value, memo=name != "messages") if kind is dict or kind is list else None
+        part[name] = _normalise(value) if blob is None else orjson.Fragment(blob)
     return part
+
+
+def _plain_json(value: Any, *, memo: bool = False) -> bytes | None:
+    """`value`'s canonical JSON if normalising cannot change it, else None (then normalise it).
+
+    Serialising costs far less than walking the document in Python, and the usual container (the
+    messages, a response schema, the tools) holds only strings, booleans and small integers, which
+    normalising leaves alone. Serialising refuses integers past 2**53, non-string keys, subclasses of
+    dict, list, str and int, dataclasses and dates; `_is_plain` reads the bytes for the rest. `memo`
+    for the fields that repeat from request to request (a schema, the tools; not the messages).
+    """
+    try:
+        blob = orjson.dumps(value, option=_PLAIN_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    plain = _is_plain_memo(blob) if memo and len(blob) <= _MEMO_MAX_BYTES else _is_plain(blob)
+    return blob if plain else None
+
+
+def _is_plain(blob: bytes) -> bool:
+    """Whether the JSON `blob` has no float (a digit then ``.`` or ``e``) and no null outside strings.
+
+    A NaN or an infinity shows as ``null``; None does too and takes the slow way, needlessly but safely.
+    """
+    folded = blob.translate(_FOLD)  # digits to 0, `.`, `e` and `E` to `.`
+    if b"0." not in folded and b"null" not in folded:
+        return True  # not even inside a string: the cheap answer for most documents
+    if b"\\" in folded:  # drop escapes, `\\` pairs first so that the quote in `\\"` still ends a string
+        folded = folded.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(folded.split(b'"')[::2])  # each quote left opens or closes a string
+    return b"0." not in outside and b"null" not in outside
+
+
+_is_plain_memo = functools.lru_cache(maxsize=128)(_is_plain)
 
 
 def canonical_json(document: Any) -> bytes:
     """Return the canonical JSON bytes of `document` (sorted keys, compact, numbers normalised)."""
-    return orjson.dumps(_normalise(document), option=orjson.OPT_SORT_KEYS)
+    blob = _plain_json(document)
+    return orjson.dumps(_normalise(document), option=orjson.OPT_SORT_KEYS) if blob is None else blob
 
 
 def cache_key(

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ..errors import (
     UpstreamAuthFailed,
@@ -91,6 +92,7 @@ class DirectTransport:
     def __init__(self, *, limit: int = 512) -> None:
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}  # parsed once per endpoint: yarl's parse is a visible share of a call
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -100,6 +102,7 @@ class DirectTransport:
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies must not follow other callers
             )
         return self._session
 
@@ -116,12 +119,16 @@ class DirectTransport:
 
     def _request(
         self, dep: Deployment, path: str, body: Mapping[str, Any]
-    ) -> tuple[str, bytes, dict[str, str]]:
+    ) -> tuple[URL, bytes, dict[str, str]]:
         payload = {**dep.params, **body, "model": dep.wire_model}
         headers = {"content-type": "application/json", "accept": "application/json"}
         if dep.api_key:
             headers["authorization"] = f"Bearer {dep.api_key}"
-        return self.base_url(dep) + path, orjson.dumps(payload), headers
+        text = self.base_url(dep) + path
+        url = self._urls.get(text)
+        if url is None:
+            url = self._urls[text] = URL(text)
+        return url, orjson.dumps(payload), headers
 
     async def complete(self, dep: Deployment, body: Mapping[str, Any]) -> dict[str, Any]:
         url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": False})
@@ -136,7 +143,7 @@ class DirectTransport:
             raise UpstreamTransient("The provider answered an embeddings request with no `data`.")
         return parsed
 
-    async def _post(self, dep: Deployment, url: str, data: bytes, headers: dict[str, str]) -> bytes:
+    async def _post(self, dep: Deployment, url: URL, data: bytes, headers: dict[str, str]) -> bytes:
         try:
             async with self._client().post(url, data=data, headers=headers) as resp:
                 raw = await resp.read()

@@ -155,3 +155,24 @@ def test_final_failure_table() -> None:
     assert cooling.code == "deployments_cooling_down" and "retry-after" in cooling.headers()
     clock.now += 11
     assert isinstance(resilience.final_failure(timeouts, deadline), DeadlineExceeded)
+
+
+def test_backoff_grows_exponentially_with_full_jitter() -> None:
+    """Pause before attempt n+1 is uniform in [0, initial * 2**(n-1)]: the ceiling doubles per attempt."""
+    by_attempt: list[list[float]] = [[], [], []]
+    for _ in range(60):
+        clock, pauses, calls = Clock(), [], []  # type: ignore[var-annotated]
+        resilience = _resilience(
+            clock, pauses, attempts=4, initial_backoff=1, max_backoff=100, deadline=1000, budget_min=1000
+        )
+        errors: list[Exception] = [UpstreamTransient("503") for _ in range(3)]
+        result = asyncio.run(
+            resilience.call(_failing(errors, calls), deadline=resilience.deadline(), may_attempt=lambda: True)
+        )
+        assert result == "ok" and len(calls) == 4 and len(pauses) == 3
+        for seen, pause in zip(by_attempt, pauses, strict=True):
+            seen.append(pause)
+    for n, seen in enumerate(by_attempt):
+        ceiling = 2.0**n
+        assert all(0 <= p <= ceiling for p in seen)
+        assert max(seen) > ceiling / 2  # jittered up to this attempt's ceiling, not the previous one's
