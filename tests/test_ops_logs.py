@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import os
 import stat
+from typing import Any
 
 import httpx
 import pytest
 
 from proxy.access_log import ACCESS_FIELDS, ACCESS_LOGGER
 from proxy.audit import AuditLog
-from proxy.logs import JsonFormatter, TextFormatter
+from proxy.logs import BatchingStreamHandler, JsonFormatter, TextFormatter
 from proxy.redaction import scrub
 
 SCHEMA = {
@@ -217,3 +220,59 @@ def test_scrub_removes_every_key_and_url_shape(secret):
     cleaned = scrub(text)
     assert secret not in cleaned and "end" in cleaned
     assert scrub("a plain line with no secrets: 200 OK") == "a plain line with no secrets: 200 OK"
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _handler(stream: CountingStream, **options: Any) -> tuple[logging.Logger, BatchingStreamHandler]:
+    handler = BatchingStreamHandler(stream, **options)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"guardproxy.test.batching.{id(handler)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+def test_access_lines_go_out_in_one_write_per_interval_and_warnings_at_once():
+    stream = CountingStream()
+    logger, _ = _handler(stream, interval=0.05)
+
+    async def scenario() -> tuple[str, str, str]:
+        for i in range(20):
+            logger.info("request %d", i)
+        before = stream.getvalue()
+        await asyncio.sleep(0.15)
+        after_interval = stream.getvalue()
+        logger.info("request 20")
+        logger.warning("upstream down")
+        return before, after_interval, stream.getvalue()
+
+    before, after_interval, after_warning = asyncio.run(scenario())
+    assert before == ""  # nothing written yet: the batch waits for its interval
+    assert after_interval.splitlines() == [f"INFO request {i}" for i in range(20)]
+    assert after_warning.splitlines()[-2:] == ["INFO request 20", "WARNING upstream down"]
+    assert stream.writes == 2  # 20 lines in one write, then the pending line with the warning
+
+
+def test_batching_flushes_at_max_lines_and_outside_an_event_loop():
+    stream = CountingStream()
+    logger, handler = _handler(stream, interval=60, max_lines=5)
+
+    async def burst() -> str:
+        for i in range(5):
+            logger.info("request %d", i)
+        return stream.getvalue()
+
+    assert asyncio.run(burst()).count("\n") == 5  # full batch written without waiting 60 s
+    logger.info("no loop here")
+    assert stream.getvalue().endswith("INFO no loop here\n")
+    handler.close()
