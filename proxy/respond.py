@@ -88,15 +88,12 @@ def _events(
 
 
 def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_usage: bool) -> Response:
-    """A complete answer replayed as OpenAI chunks."""
-    events = _events(completion, include_usage)
-
-    async def body() -> AsyncIterator[bytes]:
-        for event in events:
-            yield event
-
-    return StreamingResponse(
-        body(), media_type="text/event-stream", headers={**SSE_HEADERS, **meta.headers()}
+    """A complete answer replayed as OpenAI chunks: every event is known, so they go out as one body
+    (a streaming response would spend a task and a write per chunk on what is already here)."""
+    return Response(
+        b"".join(_events(completion, include_usage)),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **meta.headers()},
     )
 
 
