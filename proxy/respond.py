@@ -87,13 +87,23 @@ def _events(
     return events
 
 
+class _ReplayedStream(Response):
+    """All the events of a replayed stream in one body, framed like a live event stream: no
+    content-length, so the server sends it chunked (clients that read an event stream until its last
+    chunk keep working; Python's `http.client` never marks a content-length response read by lines)."""
+
+    media_type = "text/event-stream"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        super().init_headers(headers)
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+
+
 def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_usage: bool) -> Response:
-    """A complete answer replayed as OpenAI chunks: every event is known, so they go out as one body
+    """A complete answer replayed as OpenAI chunks: every event is known, so they go out in one body
     (a streaming response would spend a task and a write per chunk on what is already here)."""
-    return Response(
-        b"".join(_events(completion, include_usage)),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **meta.headers()},
+    return _ReplayedStream(
+        b"".join(_events(completion, include_usage)), headers={**SSE_HEADERS, **meta.headers()}
     )
 
 

@@ -100,3 +100,30 @@ def test_a_non_stream_request_is_served_from_a_streamed_entry(http, proxy, upstr
     assert replayed_text == LONG
     check_replay(replayed, usage=body["usage"])
     assert calls(http, upstream) == 1
+
+
+def test_a_replayed_stream_is_framed_like_a_live_one(http, proxy):
+    """A hit's events leave in one body, chunked like any event stream: a client that reads lines to the
+    end and then reuses its connection (Python's http.client) gets the whole stream twice in a row."""
+    import http.client
+    import json
+
+    body = json.dumps(ask("framing " * 10, stream=True)).encode()
+    host, port = proxy.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        seen = []
+        for _ in range(3):  # a miss, then two hits on the same kept-alive connection
+            conn.request(
+                "POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json"}
+            )
+            response = conn.getresponse()
+            assert response.status == 200 and response.getheader("content-length") is None
+            lines = []
+            while line := response.readline():
+                lines.append(line)
+            assert lines[-2:] == [b"data: [DONE]\n", b"\n"]
+            seen.append(response.getheader("x-guardproxy-cache"))
+        assert seen == ["miss", "hit", "hit"]
+    finally:
+        conn.close()
