@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 import orjson  # noqa: E402
-import uvicorn  # noqa: E402
+from reference_app import health, serve  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 UPSTREAM_ENV = "BENCH_UPSTREAM"
-HEALTH = b'{"status":"ok"}'
 
 
 async def chat(request: Request) -> Response:
@@ -29,22 +27,8 @@ async def chat(request: Request) -> Response:
     return Response(orjson.dumps(response.model_dump()), media_type="application/json")
 
 
-async def health(request: Request) -> Response:
-    """200 while serving."""
-    return Response(HEALTH, media_type="application/json")
-
-
 app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)])
 
 
-def main() -> None:
-    """Serve on loopback, one worker, no access log."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
-
-
 if __name__ == "__main__":
-    main()
+    serve(app)

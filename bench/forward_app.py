@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import AsyncIterator
 
 import aiohttp
-import uvicorn
+from reference_app import health, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 UPSTREAM_ENV = "BENCH_UPSTREAM"  # e.g. http://127.0.0.1:9090/v1
-HEALTH = b'{"status":"ok"}'
 
 
 @contextlib.asynccontextmanager
@@ -39,25 +37,11 @@ async def chat(request: Request) -> Response:
         return Response(payload, status_code=upstream.status, media_type=media)
 
 
-async def health(request: Request) -> Response:
-    """200 while serving."""
-    return Response(HEALTH, media_type="application/json")
-
-
 app = Starlette(
     routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/health", health)],
     lifespan=lifespan,
 )
 
 
-def main() -> None:
-    """Serve on loopback, one worker, no access log."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
-
-
 if __name__ == "__main__":
-    main()
+    serve(app)

@@ -113,10 +113,10 @@ class GuardProxyApp:
     """The ASGI application: guard -> lifecycle -> the chat endpoint directly (the hot path skips
     Starlette's router, request objects and exception middleware), or Starlette for every other route."""
 
-    def __init__(self, starlette: Starlette, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, starlette: Starlette, chat: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.starlette = starlette
         self.state = starlette.state  # `services` lives here once the lifespan has started
-        self._chat = routes.ChatEndpoint()
+        self._chat = chat
         self._app = GuardMiddleware(
             RequestLifecycle(self._dispatch, grace=settings.server.shutdown_grace),
             max_in_flight=settings.server.max_in_flight,
@@ -208,10 +208,11 @@ def create_app(
             audit.close()
             await limiter.close()
 
+    chat = routes.ChatEndpoint()
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", routes.ChatEndpoint(), methods=["POST"]),  # 405 for other methods
-            Route("/chat/completions", routes.ChatEndpoint(), methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),  # reached only for 405s
+            Route("/chat/completions", chat, methods=["POST"]),
             Route("/v1/embeddings", routes.embeddings, methods=["POST"]),
             Route("/v1/models", routes.list_models, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
@@ -229,4 +230,4 @@ def create_app(
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
-    return GuardProxyApp(app, settings, metrics)
+    return GuardProxyApp(app, chat, settings, metrics)

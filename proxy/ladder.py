@@ -15,7 +15,7 @@ from .resilience import Deadline, Resilience
 from .settings import Deployment
 from .upstream import ChunkAssembler, Upstream, UpstreamResult
 
-__all__ = ["Attempts", "LadderEvents", "Verdict", "run_ladder"]
+__all__ = ["Attempts", "LadderEvents", "NoEvents", "Verdict", "run_ladder"]
 
 
 class LadderEvents(Protocol):
@@ -26,7 +26,9 @@ class LadderEvents(Protocol):
     def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None: ...
 
 
-class _NoEvents:
+class NoEvents:
+    """Events nobody listens to."""
+
     def upstream_call(self, deployment: str, result: str) -> None:
         return None
 
@@ -163,7 +165,7 @@ async def run_ladder(
         upstream,
         resilience,
         deadline,
-        events or _NoEvents(),
+        events or NoEvents(),
         stream_upstream,
         attempts,
     )

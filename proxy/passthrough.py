@@ -16,7 +16,7 @@ from validators import RequestContext, StreamGuard, Validator, Violation
 from .cache.entry import STORABLE_OUTCOMES
 from .errors import OutputValidationFailed, ProxyError, UpstreamFailure, UpstreamTransient
 from .judge import Judgement
-from .ladder import Attempts, LadderEvents
+from .ladder import Attempts, LadderEvents, NoEvents
 from .relay import Relay, settle, stream_view
 from .resilience import Deadline, Resilience
 from .respond import SSE_HEADERS, AnswerMeta
@@ -150,7 +150,7 @@ async def passthrough_response(
     A violation or a failed verdict found before anything was sent is raised (422 / the upstream error);
     after that it ends the stream with one error event and no `[DONE]`.
     """
-    sink: LadderEvents = events or _NoEvents()
+    sink: LadderEvents = events or NoEvents()
     view = stream_view(validators, monitor=monitor)
     opened = await _open(
         body,
@@ -254,14 +254,3 @@ async def _store(store: Store, end: _Ending) -> None:
         await store(end.completion or {}, end.outcome)
     except Exception:  # a cache that cannot store must not break a finished answer
         log.exception("storing a streamed answer failed")
-
-
-class _NoEvents:
-    def upstream_call(self, deployment: str, result: str) -> None:
-        return None
-
-    def retry(self, deployment: str, error: UpstreamFailure) -> None:
-        return None
-
-    def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None:
-        return None

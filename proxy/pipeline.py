@@ -4,7 +4,7 @@ fall back) -> store -> respond. Each step lives in its own module; this one only
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,15 +127,9 @@ async def handle_chat(
             raise
         _fill(meta, verdict, attempts)
         if mode.write and verdict.outcome in STORABLE_OUTCOMES:
-            entry = encode_entry(
-                response=verdict.completion,
-                deployment=verdict.deployment,
-                outcome=verdict.outcome,
-                repairs=verdict.repairs,
-                created=time.time(),
+            await _store(
+                services, key, ttl, verdict.completion, verdict.deployment, verdict.outcome, verdict.repairs
             )
-            stored = await services.cache.set(key, entry, ttl)
-            services.metrics.cache.labels("store" if stored else "error").inc()
         return verdict.completion, meta
 
     async def produce_shared() -> tuple[dict[str, Any], AnswerMeta]:
@@ -221,14 +215,7 @@ async def _passthrough(
 ) -> Response:
     async def store(completion: dict[str, Any], outcome: str) -> None:
         if mode.write:
-            entry = encode_entry(
-                response=completion,
-                deployment=meta.deployment,
-                outcome=outcome,
-                repairs=meta.repairs,
-                created=time.time(),
-            )
-            await services.cache.set(key=meta.cache_key, value=entry, ttl=ttl)
+            await _store(services, meta.cache_key, ttl, completion, meta.deployment, outcome, meta.repairs)
 
     return await passthrough_response(
         body=chat.body,
@@ -248,6 +235,23 @@ async def _passthrough(
         allow_repair="repair" in policy.spec.on_fail,
         events=events,
     )
+
+
+async def _store(
+    services: Services,
+    key: str,
+    ttl: float,
+    completion: dict[str, Any],
+    deployment: str,
+    outcome: str,
+    repairs: Sequence[str],
+) -> None:
+    """Store a final answer under `key` and count the store (or the failed one)."""
+    entry = encode_entry(
+        response=completion, deployment=deployment, outcome=outcome, repairs=repairs, created=time.time()
+    )
+    stored = await services.cache.set(key, entry, ttl)
+    services.metrics.cache.labels("store" if stored else "error").inc()
 
 
 async def _lookup(services: Services, key: str) -> CachedAnswer | None:

@@ -86,6 +86,16 @@ def start_proxy() -> Iterator[Callable[[Path], ServerThread]]:
 
 
 @pytest.fixture
+def upstream(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    """The HTTP mock upstream in a thread; behaviours from the test module's `MOCK` (default: `echo`)."""
+    from proxy.mock.server import create_mock_app
+
+    server = ServerThread(create_mock_app(getattr(request.module, "MOCK", {"echo": None}))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def http() -> Iterator[httpx.Client]:
     """One keep-alive client per test: a new connection per request costs ~50 ms on this machine."""
     with httpx.Client(timeout=30) as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,8 @@ import httpx
 import pytest
 
 from proxy.cli import main
-from proxy.mock.server import create_mock_app
 from tests.conftest import REPO
 from tests.servers import ServerThread
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app({"echo": None})).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

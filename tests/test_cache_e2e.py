@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
@@ -24,13 +23,6 @@ KEYS = [
     {"name": "team-a", "key": "sk-cache-team-a-0001", "models": ["*"]},
     {"name": "team-b", "key": "sk-cache-team-b-0002", "models": ["*"]},
 ]
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app(MOCK)).start()
-    yield server
-    server.stop()
 
 
 def net(upstream: ServerThread, label: str = "echo", **extra: Any) -> dict[str, Any]:

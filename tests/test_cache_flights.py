@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from proxy.mock.server import create_mock_app
-from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
 MOCK = {
@@ -24,13 +21,6 @@ MOCK = {
         ],
     },
 }
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app(MOCK)).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import httpx
 import pytest
 import yaml
 
-from proxy.mock.server import create_mock_app
 from tests.conftest import REPO
 from tests.servers import ServerThread, free_port
 
@@ -87,13 +86,6 @@ def serve() -> Iterator[Callable[..., Serve]]:
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app(MOCK)).start()
-    yield server
-    server.stop()
 
 
 def calls(upstream: ServerThread, label: str) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,6 @@ import httpx
 import openai
 import pytest
 
-from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
@@ -32,13 +31,6 @@ MOCK: dict[str, Any] = {
         "script": [{"behaviour": "static", "content": w} for w in ("one", "two", "three")],
     },
 }
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app(MOCK)).start()
-    yield server
-    server.stop()
 
 
 def post(

@@ -3,22 +3,13 @@ a streamed answer, once complete, serves non-stream requests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from proxy.mock.server import create_mock_app
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app({"echo": None})).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

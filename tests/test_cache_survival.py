@@ -15,18 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.mock.server import create_mock_app
 from tests.cache.conftest import Tmpfs
 from tests.servers import ServerThread
 
 BIG = 40_000  # answers above diskcache's 32 KiB threshold live in value files
-
-
-@pytest.fixture
-def upstream() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app({"echo": None})).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
