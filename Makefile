@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install system-deps bench-deps bench soak fuzz clean
+.PHONY: run test lint install system-deps compat compat-deps bench-deps bench soak fuzz clean cluster cluster-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Services the tests start themselves (a throw-away redis-server on a free loopback port, headless
-# Chromium for the dashboard test); installed with apt when missing.
+# Chromium for the dashboard test, wrk for bench/tests); installed with apt when missing.
 system-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server with apt-get"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
@@ -33,7 +36,42 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: $(STAMP) system-deps lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/compat --ignore=tests/cluster $(PYTEST_ARGS)
+
+# The compatibility suite (tests/compat): real client SDKs against guardproxy, which runs from .venv.
+# Python clients live in their own venvs (instructor pins an older openai), Node ones come from the
+# committed lockfile, with Node 22 itself as an npm package.
+COMPAT_VENV ?= .venv-compat
+INSTRUCTOR_VENV ?= .venv-instructor
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+INSTRUCTOR_STAMP := $(INSTRUCTOR_VENV)/.installed
+NODE_DIR := tests/compat/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+$(COMPAT_STAMP): tests/compat/requirements.txt
+	@test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -r $<
+	@touch $@
+
+$(INSTRUCTOR_STAMP): tests/compat/requirements-instructor.txt
+	@test -x $(INSTRUCTOR_VENV)/bin/python || $(PYTHON) -m venv $(INSTRUCTOR_VENV)
+	$(INSTRUCTOR_VENV)/bin/python -m pip install -q --upgrade pip
+	$(INSTRUCTOR_VENV)/bin/python -m pip install -q -r $<
+	@touch $@
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing npm with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm) >/dev/null; }
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+compat-deps: $(STAMP) $(COMPAT_STAMP) $(INSTRUCTOR_STAMP) $(NODE_STAMP)
+
+compat: compat-deps
+	GUARDPROXY_PYTHON=$(abspath $(PY)) INSTRUCTOR_PYTHON=$(abspath $(INSTRUCTOR_VENV))/bin/python \
+	  $(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat $(PYTEST_ARGS)
 
 bench-deps:
 	@command -v redis-server >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
@@ -41,13 +79,27 @@ bench-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server wrk) >/dev/null; }
 
 bench: $(STAMP) bench-deps
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 soak: $(STAMP)
-	$(PY) bench/soak.py
+	$(PY) -m bench.soak
 
 fuzz: $(STAMP)
 	$(PY) -m pytest -q tests/fuzz --fuzz-long
 
+# The fleet on loopback (tests/cluster, ~1 min): three `guardproxy serve` replicas, one redis-server and
+# HAProxy (deploy/haproxy.cfg); bounded load with kill -9 / SIGTERM of replicas, shared single-flight,
+# limits, cooldowns and hot reload. `make cluster-scale` prints req/s and p99 for 1, 2 and 3 replicas.
+cluster-deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing redis-server and haproxy with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy) >/dev/null; }
+
+cluster: $(STAMP) cluster-deps
+	$(VENV)/bin/pytest -q -s -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
+
+cluster-scale: $(STAMP) cluster-deps
+	$(PY) -m tests.cluster.scale
+
 clean:
-	rm -rf $(VENV) .guardproxy .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) $(INSTRUCTOR_VENV) $(NODE_DIR)/node_modules .guardproxy .pytest_cache .mypy_cache .ruff_cache

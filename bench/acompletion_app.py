@@ -8,11 +8,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 import orjson  # noqa: E402
-from reference_app import health, serve  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
+
+from bench.reference_app import health, serve  # noqa: E402
 
 UPSTREAM_ENV = "BENCH_UPSTREAM"
 

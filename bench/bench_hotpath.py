@@ -1,6 +1,6 @@
 """guardproxy's own CPU per request, without the HTTP server: the ASGI app is called in-process.
 
-Run: .venv/bin/python bench/bench_hotpath.py [--profile] [--requests 3000]
+Run: .venv/bin/python -m bench.bench_hotpath [--profile] [--requests 3000]
 Starts `guardproxy mock-server` for the upstream, builds the app for subject (5) (direct path, default
 policy, json_schema, no cache) and (7) (disk cache hits), and prints the median microseconds per
 request over several rounds. `--profile` adds a cProfile of each (sorted by internal time). This
@@ -23,17 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from bench.configs import guardproxy_config, mock_config
+from bench.payload import request_body
+from bench.subjects import HEADERS, free_port
+from proxy.app import create_app
+
 BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-
-import orjson  # noqa: E402
-from configs import guardproxy_config, mock_config  # noqa: E402
-from payload import request_body  # noqa: E402
-from subjects import HEADERS, free_port  # noqa: E402
-
-from proxy.app import create_app  # noqa: E402
 
 
 def _scope(body: bytes) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Micro-benchmark of the validation hot path: `proxy.judge.judge` on the benchmark's ~1 KB answer.
 
-Run: .venv/bin/python bench/bench_judge.py [--calls N] [--repeats R]
+Run: .venv/bin/python -m bench.bench_judge [--calls N] [--repeats R]
 
 Uses the default policy's validators for the benchmark request (`response_format: json_schema`), as
 `Policy.validators_for` builds them. Every call gets a fresh but identical schema dict (as the server
@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.payload import CONTENT, completion, request_body
+from proxy.judge import judge
+from proxy.policy import load_policy
+from validators import Output, RequestContext, default_registry
 
-from bench.payload import CONTENT, completion, request_body  # noqa: E402
-from proxy.judge import judge  # noqa: E402
-from proxy.policy import load_policy  # noqa: E402
-from validators import Output, RequestContext, default_registry  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _contexts(n: int) -> list[RequestContext]:

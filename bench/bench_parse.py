@@ -1,6 +1,6 @@
 """Micro-benchmark of the request hot path: body decoding + chat parsing, and the cache key.
 
-Run: .venv/bin/python bench/bench_parse.py   (prints median microseconds per call; `run()` returns them)
+Run: .venv/bin/python -m bench.bench_parse   (prints median microseconds per call; `run()` returns them)
 
 Each figure is the median, over `REPEATS` rounds, of the mean time of `LOOPS` calls on the benchmark
 request of bench/payload.py (system + user messages, a json_schema response_format with the 7-field
@@ -10,24 +10,16 @@ order schema). The `float temperature` rows send `temperature: 0.7` instead of 0
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from payload import request_body  # noqa: E402
-
-from proxy.cache.key import cache_key  # noqa: E402
-from proxy.settings import LimitSettings  # noqa: E402
-from proxy.wire import decode_body, parse_chat_request  # noqa: E402
+from bench.payload import request_body
+from proxy.cache.key import cache_key
+from proxy.settings import LimitSettings
+from proxy.wire import decode_body, parse_chat_request
 
 LOOPS = 2000
 REPEATS = 15

@@ -1,6 +1,6 @@
 """Benchmark of the validators library (issue 3): repair quality on the corpus, and validation speed.
 
-Run: .venv/bin/python bench/bench_validators.py   (prints a table; `run()` returns the figures)
+Run: .venv/bin/python -m bench.bench_validators   (prints a table; `run()` returns the figures)
 
 Repair quality, on tests/corpus/corpus.jsonl, for (a) json.loads alone, (b) json-repair alone, (c) ours:
 - made valid: the share of REPAIRABLE entries turned into the right document (schema-valid and equal
@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import json_repair
+
+from bench import bench_large
+from validators import Output, RequestContext, check, default_registry, repair
+from validators.json_text import Refused, recover_json
+from validators.schema_cache import SchemaCache
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import json_repair  # noqa: E402
-
-from validators import Output, RequestContext, check, default_registry, repair  # noqa: E402
-from validators.json_text import Refused, recover_json  # noqa: E402
-from validators.schema_cache import SchemaCache  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus" / "corpus.jsonl"
 SEEDS = ROOT / "tests" / "corpus" / "seeds.json"
@@ -170,6 +168,9 @@ def timings(schemas: dict[str, Any]) -> dict[str, float]:
     out["pii_10kb_us"] = _median_us(lambda: pii.check(Output(text), ctx), 50)
     clean = ("The quarterly review covered hiring, the roadmap and the budget for next year. " * 130)[:10_000]
     out["pii_10kb_clean_us"] = _median_us(lambda: pii.check(Output(clean), ctx), 50)
+    large = bench_large.run(repeats=15)  # issue 20: proxy.judge on ~100 KB, 20-property schema
+    out["judge_100kb_20props_us"] = large["judge_default_ms"] * 1000
+    out["judge_100kb_20props_pii_redact_us"] = large["judge_pii-redact_ms"] * 1000
     return out
 
 
@@ -197,6 +198,10 @@ def run() -> dict[str, Any]:
     print(
         f"  pii on 10 KB: {speed['pii_10kb_us']:.0f} (dense: ~190 findings), "
         f"{speed['pii_10kb_clean_us']:.0f} (no findings)"
+    )
+    print(
+        f"  judge 100 KB, 20-property schema: {speed['judge_100kb_20props_us']:.0f} (default policy), "
+        f"{speed['judge_100kb_20props_pii_redact_us']:.0f} (pii-redact)"
     )
     ours = results["ours"]
     by_id = {e["id"]: e for e in entries}

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from payload import LABEL, MASTER_KEY, STREAM_LABEL, mock_options
+
+from bench.payload import LABEL, MASTER_KEY, STREAM_LABEL, mock_options
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import orjson
-from payload import completion
-from reference_app import health, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from bench.payload import completion
+from bench.reference_app import health, serve
 
 BODY = orjson.dumps(completion())
 

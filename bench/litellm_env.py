@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from configs import REPO
+from bench.configs import REPO
 
 VENV = REPO / ".bench" / "litellm-venv"
 

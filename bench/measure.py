@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import procs
-import wrk
-from payload import ANSWER
+from bench import procs, wrk
+from bench.payload import ANSWER
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,17 @@ class Reply:
     body: bytes
 
 
-def post(port: int, body: bytes, headers: Mapping[str, str], timeout: float = 30.0) -> Reply:
-    """POST /v1/chat/completions on loopback and read the whole answer."""
+def post(
+    port: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float = 30.0,
+    path: str = "/v1/chat/completions",
+) -> Reply:
+    """POST `path` on loopback and read the whole answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/v1/chat/completions", body=body, headers=dict(headers))
+        conn.request("POST", path, body=body, headers=dict(headers))
         response = conn.getresponse()
         data = response.read()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
@@ -62,9 +67,14 @@ def check(reply: Reply, stream: bool) -> str | None:
     if reply.status != 200:
         return f"HTTP {reply.status}: {reply.body[:300].decode(errors='replace')}"
     try:
-        content = (
-            sse_content(reply.body) if stream else json.loads(reply.body)["choices"][0]["message"]["content"]
-        )
+        data: Any = {} if stream else json.loads(reply.body)
+        if stream:
+            content = sse_content(reply.body)
+        elif data.get("object") == "response":  # the Responses API: the text of its output messages
+            parts = [p for item in data["output"] if item["type"] == "message" for p in item["content"]]
+            content = "".join(p["text"] for p in parts if p["type"] == "output_text")
+        else:
+            content = data["choices"][0]["message"]["content"]
         if json.loads(content) != ANSWER:
             return "the answer's content differs from the mock's document"
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -99,7 +109,8 @@ def load(
     after = [procs.usage(pid).cpu_s for pid in pids]
     elapsed = time.perf_counter() - began
     spent = [a - b for a, b in zip(after, before, strict=True)]
-    other = procs.busy_cpu_s() - busy_before - sum(spent) - (_children_cpu_s() - wrk_before)
+    wrk_spent = _children_cpu_s() - wrk_before
+    other = procs.busy_cpu_s() - busy_before - sum(spent) - wrk_spent
     row: dict[str, Any] = {
         "requests": result.requests,
         "rps": result.rps,
@@ -108,9 +119,12 @@ def load(
         "errors": result.errors,
         "cpu_ms_per_req": _per_request(spent[0], result.requests),
         "other_cores": max(0.0, other / elapsed),
+        "server_cores": spent[0] / elapsed,  # with wrk's and the upstream's: is the machine saturated?
+        "wrk_cores": wrk_spent / elapsed,
     }
     if upstream_pid:
         row["upstream_cpu_ms_per_req"] = _per_request(spent[1], result.requests)
+        row["upstream_cores"] = spent[1] / elapsed
     row["drain_s"] = procs.settle(pids)
     return row
 

@@ -91,6 +91,20 @@ def request_body(*, stream: bool = False, structured: bool = True, model: str = 
     return body
 
 
+def responses_body() -> dict[str, Any]:
+    """`request_body()` as a Responses API request (`POST /v1/responses`): the same messages and schema."""
+    chat = request_body()
+    system, user = chat["messages"]
+    schema = chat["response_format"]["json_schema"]
+    return {
+        "model": chat["model"],
+        "instructions": system["content"],
+        "input": user["content"],
+        "temperature": chat["temperature"],
+        "text": {"format": {"type": "json_schema", **schema}},
+    }
+
+
 def completion() -> dict[str, Any]:
     """A chat completion carrying `CONTENT`, as the fixed-JSON app answers it."""
     return {

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import measure
-from payload import STREAM_LABEL, request_body
-from procs import Server, StartError, usage
-from subjects import BENCH, HEADERS, ServerSpec, Subject
+from bench import measure
+from bench.payload import STREAM_LABEL, request_body
+from bench.procs import Server, StartError, usage
+from bench.subjects import BENCH, HEADERS, ServerSpec, Subject
 
 
 def new_server(spec: ServerSpec, logs: Path, cwd: Path) -> Server:
@@ -68,11 +68,11 @@ def rss_after(servers: Mapping[str, Server], info: dict[str, dict[str, Any]]) ->
 
 def probe(subject: Subject, spec: ServerSpec) -> tuple[str | None, dict[str, str]]:
     """Ask once (twice for a cache hit) and check the answer; (what is wrong or None, guardproxy headers)."""
-    body = json.dumps(request_body(stream=subject.stream)).encode()
+    body = json.dumps(subject.body()).encode()
     try:
-        reply = measure.post(spec.port, body, HEADERS)
+        reply = measure.post(spec.port, body, HEADERS, path=subject.path)
         if subject.cache_hit:
-            reply = measure.post(spec.port, body, HEADERS)
+            reply = measure.post(spec.port, body, HEADERS, path=subject.path)
     except OSError as exc:
         return f"probe: {exc}", {}
     seen = {k: v for k, v in reply.headers.items() if k.startswith("x-guardproxy-")}
@@ -152,7 +152,7 @@ def validators(cwd: Path, timeout: float) -> dict[str, Any]:
     if not (BENCH / "bench_validators.py").exists():
         return {"status": "absent"}
     code = (
-        f"import json, sys; sys.path.insert(0, {str(BENCH)!r}); import bench_validators as b; "
+        "import json; from bench import bench_validators as b; "
         f"r = b.run(); print({MARK!r} + json.dumps(r, default=str))"
     )
     try:

@@ -1,6 +1,6 @@
 """Where guardproxy's CPU goes under load: py-spy samples one subject while wrk drives it.
 
-Run: .venv/bin/python bench/profile_cpu.py [--subject 5|6|7|7s] [--seconds 10] [--connections 8]
+Run: .venv/bin/python -m bench.profile_cpu [--subject 5|6|7|7s] [--seconds 10] [--connections 8]
 Writes .bench/profile/profile-SUBJECT.txt (collapsed stacks: for flamegraph.pl or speedscope) and
 bench/results/profile-SUBJECT.json; prints the functions with the most self time, guardproxy's own
 functions by inclusive time, and the share of samples per package. Needs py-spy (`pip install py-spy`).
@@ -19,14 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+from bench import phases, wrk
+from bench.payload import request_body
+from bench.subjects import HEADERS, SUBJECTS, servers
 
-import phases  # noqa: E402
-import wrk  # noqa: E402
-from payload import request_body  # noqa: E402
-from subjects import HEADERS, SUBJECTS, servers  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 REPO = BENCH.parent
 SCRATCH = REPO / ".bench" / "profile"

@@ -8,12 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import measure
-import wrk
-from procs import Server
-from subjects import ServerSpec, Subject
-
-PATH = "/v1/chat/completions"
+from bench import measure, wrk
+from bench.procs import Server
+from bench.subjects import ServerSpec, Subject
 
 
 def duration(planned: int, connections: int, warm_rps: float | None, cap: int) -> int:
@@ -35,7 +32,9 @@ def warm_up(
     rates: dict[str, float] = {}
     for subject in subjects:
         try:
-            result = wrk.run(wrk_bin, specs[subject.server].url(PATH), scripts[subject.key], 8, seconds)
+            result = wrk.run(
+                wrk_bin, specs[subject.server].url(subject.path), scripts[subject.key], 8, seconds
+            )
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             entries[subject.key].update(status="failed", error=f"warm-up: {exc}")
             continue
@@ -73,7 +72,7 @@ def run_rounds(
                     continue
                 secs = duration(planned, conc, warm_rps.get(subject.key), cap)
                 upstream = running[subject.upstream].pid if subject.upstream else None
-                url = specs[subject.server].url(PATH)
+                url = specs[subject.server].url(subject.path)
                 try:
                     row = measure.load(wrk_bin, url, scripts[subject.key], conc, secs, server.pid, upstream)
                 except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:

@@ -20,17 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+from bench import litellm_env, phases, report, rounds, wrk
+from bench.subjects import HEADERS, SUBJECTS, ServerSpec, Subject, servers
 
-import litellm_env  # noqa: E402
-import phases  # noqa: E402
-import report  # noqa: E402
-import rounds  # noqa: E402
-import wrk  # noqa: E402
-from payload import request_body  # noqa: E402
-from subjects import HEADERS, SUBJECTS, ServerSpec, Subject, servers  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 REPO = BENCH.parent
 RESULTS = BENCH / "results" / "latest.json"
@@ -92,7 +85,7 @@ def _scripts(subjects: list[Subject], work: Path) -> dict[str, Path]:
     scripts = {}
     for subject in subjects:
         path = work / f"wrk-{subject.key}.lua"
-        path.write_text(wrk.lua_script(json.dumps(request_body(stream=subject.stream)).encode(), HEADERS))
+        path.write_text(wrk.lua_script(json.dumps(subject.body()).encode(), HEADERS))
         scripts[subject.key] = path
     return scripts
 

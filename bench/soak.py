@@ -6,7 +6,7 @@ through both transports, buffered and passthrough, streamed and not. Every answe
 valid, a contract error (by status and type/code), an error event ending a stream, or lost (a broken
 connection, an invalid 200) / hung (no answer within the client's timeout). Lost and hung must be 0.
 
-    SOAK_N=5000 SOAK_CONCURRENCY=32 .venv/bin/python bench/soak.py
+    SOAK_N=5000 SOAK_CONCURRENCY=32 .venv/bin/python -m bench.soak
 """
 
 from __future__ import annotations

@@ -10,10 +10,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import configs
-import litellm_env
-from payload import MASTER_KEY
+from bench import configs, litellm_env
+from bench.payload import MASTER_KEY, request_body, responses_body
+
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 
 BENCH = Path(__file__).resolve().parent
 MOCK_CMD_ENV = (
@@ -54,6 +57,12 @@ class Subject:
     cache_hit: bool = False
     guardproxy: bool = False
     upstream: str | None = "mock"  # the process behind it, whose CPU is shown apart
+    path: str = CHAT_PATH  # or RESPONSES_PATH: the same request in the Responses API's shape
+    workers: int = 1  # server processes answering (CPU figures are summed over all of them)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body the load generator posts."""
+        return responses_body() if self.path == RESPONSES_PATH else request_body(stream=self.stream)
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -65,13 +74,31 @@ SUBJECTS = (
     Subject("1", "mock upstream, direct (floor)", "mock", upstream=None),
     Subject("2", "fixed-JSON Starlette app (cache-hit ceiling)", "fixed"),
     Subject("3", "bare aiohttp forwarding app (forwarding ceiling)", "forward"),
+    Subject("3s", "bare aiohttp forwarding app, stream (streaming ceiling)", "forward", stream=True),
     Subject("3L", "bare Starlette app calling litellm.acompletion", "acompletion"),
     Subject("4", "LiteLLM proxy", "litellm"),
     Subject("5", "guardproxy, direct path, json_schema, no cache", "gp_direct", guardproxy=True),
+    Subject("5s", "guardproxy, direct path, json_schema, stream", "gp_direct", stream=True, guardproxy=True),
+    Subject(
+        "5r",
+        "guardproxy, direct path, json_schema, /v1/responses",
+        "gp_direct",
+        path=RESPONSES_PATH,
+        guardproxy=True,
+    ),
+    Subject("5w2", "guardproxy, direct path, --workers 2", "gp_direct2", guardproxy=True, workers=2),
     Subject("6", "guardproxy, litellm path, json_schema, no cache", "gp_litellm", guardproxy=True),
     Subject("7", "guardproxy, disk cache hits", "gp_cache", cache_hit=True, guardproxy=True),
     Subject(
         "7s", "guardproxy, disk cache hits, stream", "gp_cache", stream=True, cache_hit=True, guardproxy=True
+    ),
+    Subject(
+        "7w2",
+        "guardproxy, disk cache hits, --workers 2",
+        "gp_cache2",
+        cache_hit=True,
+        guardproxy=True,
+        workers=2,
     ),
     Subject(
         "7r", "guardproxy, redis cache hits", "gp_redis", cache_hit=True, guardproxy=True, upstream="redis"
@@ -93,7 +120,7 @@ def subject_env() -> dict[str, str]:
     drop = ("DATABASE_URL", "PYTHONDONTWRITEBYTECODE", "GUARDPROXY_CONFIG", "REDIS_URL")
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.endswith("_API_KEY")}
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR")
-    env["PYTHONPATH"] = str(BENCH)
+    env["PYTHONPATH"] = str(BENCH.parent)  # the repository: `-m bench.<app>`
     return env
 
 
@@ -123,16 +150,17 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     env = subject_env()
     ports = {key: free_port() for key in ("mock", "fixed", "forward", "acompletion", "litellm")}
     ports.update({key: free_port() for key in ("redis", "gp_direct", "gp_litellm", "gp_cache", "gp_redis")})
-    ports["gp_stream"] = free_port()
+    ports.update({key: free_port() for key in ("gp_stream", "gp_direct2", "gp_cache2")})
     upstream = f"http://127.0.0.1:{ports['mock']}/v1"
     mock_cmd, standin = mock_argv(python, ports["mock"], configs.mock_config(work))
     app_env = {**env, "BENCH_UPSTREAM": upstream}
 
     def app(name: str, port: int) -> tuple[str, ...]:
-        return (python, str(BENCH / f"{name}.py"), "--port", str(port))
+        return (python, "-m", f"bench.{name}", "--port", str(port))
 
     def guardproxy(name: str, config: Path) -> tuple[str, ...]:
-        return (python, "-m", "proxy", "serve", "--config", str(config), "--port", str(ports[name]))
+        workers = ("--workers", "2") if name.endswith("2") else ()
+        return (python, "-m", "proxy", "serve", "--config", str(config), "--port", str(ports[name]), *workers)
 
     gp = {
         "gp_direct": configs.guardproxy_config(
@@ -154,6 +182,12 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
             redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
         ),
         "gp_stream": configs.stream_config(work, upstream, ports["gp_stream"]),
+        "gp_direct2": configs.guardproxy_config(
+            work, "direct2", upstream, transport="direct", cache="none", port=ports["gp_direct2"]
+        ),
+        "gp_cache2": configs.guardproxy_config(
+            work, "cache2", upstream, transport="direct", cache="disk", port=ports["gp_cache2"]
+        ),
     }
     specs = [
         ServerSpec("mock", "mock-server", mock_cmd, env, ports["mock"], "/mock/stats", 60),
@@ -195,6 +229,8 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
         "gp_cache": "guardproxy cache",
         "gp_redis": "guardproxy redis cache",
         "gp_stream": "guardproxy stream",
+        "gp_direct2": "guardproxy direct, 2 workers",
+        "gp_cache2": "guardproxy cache, 2 workers",
     }
     for key, config in gp.items():
         specs.append(ServerSpec(key, titles[key], guardproxy(key, config), env, ports[key], "/health", 120))

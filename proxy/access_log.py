@@ -10,6 +10,7 @@ __all__ = ["ACCESS_FIELDS", "ACCESS_LOGGER", "access_logger", "log_request"]
 ACCESS_LOGGER = "guardproxy.access"
 ACCESS_FIELDS = (
     "request_id",
+    "client_request_id",
     "method",
     "path",
     "key",
@@ -26,7 +27,8 @@ ACCESS_FIELDS = (
 )
 
 
-_CLIENT_CHOSEN = ("request_id", "path", "alias")
+# `request_id` is the server's own; `client_request_id` is whatever the client sent in `x-request-id`
+_CLIENT_CHOSEN = ("client_request_id", "path", "alias")
 
 
 _LOGGER = logging.getLogger(ACCESS_LOGGER)  # logging's registry keeps one per name anyway

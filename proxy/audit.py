@@ -18,7 +18,7 @@ from validators import Output, RequestContext, Validator, Violation, default_reg
 
 from .redaction import scrub
 
-__all__ = ["KINDS", "AuditEvents", "AuditLog"]
+__all__ = ["AuditEvents", "AuditLog", "KINDS"]
 
 KINDS = frozenset({"violation", "repair", "reask", "fallback", "rejection", "flagged", "redaction"})
 EXCERPT_CHARS = 200
@@ -47,7 +47,7 @@ class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
                 moved = True
             if moved:
                 self.stream.close()
-                self.stream = None  # type: ignore[assignment]
+                self.stream = None
         super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
@@ -182,11 +182,23 @@ class AuditEvents:
     """
 
     def __init__(
-        self, audit: AuditLog, *, request_id: str, alias: str, policy: str, inner: Any | None = None
+        self,
+        audit: AuditLog,
+        *,
+        request_id: str,
+        alias: str,
+        policy: str,
+        inner: Any | None = None,
+        client_request_id: str | None = None,
     ) -> None:
         self._audit = audit
         self._inner = inner
-        self._ids = {"request_id": request_id, "alias": alias, "policy": policy}
+        self.judged: list[tuple[str, Any]] = []  # (deployment, judgement) per step, for proxy.records
+        self._ids: dict[str, Any] = {"request_id": request_id, "alias": alias, "policy": policy}
+        # the client's own x-request-id, bounded: never the correlation id (proxy.records keeps it too)
+        self.client_request_id = client_request_id[:128] if client_request_id else None
+        if self.client_request_id:
+            self._ids["client_request_id"] = self.client_request_id
 
     def upstream_call(self, deployment: str, result: str) -> None:
         if self._inner is not None:
@@ -200,6 +212,8 @@ class AuditEvents:
         """Record one ladder step (never raises: the audit log swallows its own errors)."""
         if self._inner is not None:
             self._inner.step(kind, deployment, judgement)
+        if judgement is not None and (not self.judged or self.judged[-1][1] is not judgement):
+            self.judged.append((deployment, judgement))
         if judgement is None:
             if kind in KINDS:
                 self._audit.record(kind, deployment=deployment, **self._ids)

@@ -1,4 +1,4 @@
-"""The `guardproxy` command: serve, check, policy test, cache, mock-server."""
+"""The `guardproxy` command: serve, check, policy test, cache, cases export, mock-server."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="cache maintenance")
     cache.add_argument("action", choices=["stats", "clear", "prune"])
     cache.add_argument("--config", type=Path, default=Path("config.yaml"))
+    cases = sub.add_parser("cases", help="cases files for `policy test` from recorded answers")
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True)
+    export = cases_sub.add_parser("export", help="write a cases file from recorded answers")
+    export.add_argument("--policy", required=True)
+    export.add_argument("--since", help="only answers recorded this long ago at most: 90s, 30m, 24h, 7d")
+    export.add_argument("--outcome", default="", help="comma-separated: rejected,flagged,repaired,...")
+    export.add_argument("--feedback", choices=["bad", "good", "any", "none"])
+    export.add_argument("--out", type=Path)
+    export.add_argument("--config", type=Path, default=Path("config.yaml"))
     mock = sub.add_parser("mock-server", help="a standalone OpenAI-compatible mock upstream")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9090)
@@ -57,6 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_policy_test(args.policy, args.cases)
         if args.command == "cache":
             return _cache(args.config, args.action)
+        if args.command == "cases":
+            from .cases_export import run_export
+            from .settings import load_settings
+
+            outcomes = [o.strip() for o in args.outcome.split(",") if o.strip()]
+            return run_export(
+                load_settings(args.config),
+                policy=args.policy,
+                since=args.since,
+                outcomes=outcomes,
+                feedback=args.feedback,
+                out=args.out,
+            )
         if args.command == "mock-server":
             from .mock.server import run_mock_server
 
@@ -142,6 +164,7 @@ def _cache(config: Path, action: str) -> int:
             path=settings.cache.path,
             url=settings.cache.url,
             size_limit_mb=settings.cache.size_limit_mb,
+            secret=settings.cache.secret,
         )
         try:
             if action == "stats":

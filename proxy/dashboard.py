@@ -26,10 +26,17 @@ if TYPE_CHECKING:
 __all__ = ["asset", "build_snapshot", "page", "quantile", "read_audit_tail", "snapshot"]
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
-ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",  # the review queue (proxy.review)
+    "review.css": "text/css; charset=utf-8",
+}
 AUDIT_TAIL_BYTES = 64 * 1024
 AUDIT_EVENTS = 15
 EXCERPT_CHARS = 240
+# upstream call results that do not count against a deployment: refusals of the request are its sender's fault
+_NOT_ERRORS = frozenset({"ok", "upstream_rejected"})
 SECURITY_HEADERS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
@@ -88,7 +95,7 @@ async def snapshot(request: Request) -> Response:
     """GET /ui/api/snapshot: every dashboard number, read from the /metrics registry, plus the audit tail."""
     services = _services(request)
     _admin(services, request.headers.get("authorization"))
-    for key, cooling in services.runtime.resilience.cooldowns.states().items():
+    for key, cooling in services.resilience.cooldowns.states().items():
         services.metrics.cooldown.labels(key).set(1 if cooling else 0)  # as GET /metrics does
     data = build_snapshot(services.metrics.registry)
     data["aliases_configured"] = sorted(services.runtime.settings.models)
@@ -218,7 +225,7 @@ def _deployments(f: Families) -> dict[str, dict[str, Any]]:
     for (dep, result), n in _counter(f, "guardproxy_upstream_calls", "deployment", "result").items():
         d = row(dep)
         d["calls"] += n
-        d["errors"] += 0 if result == "ok" else n
+        d["errors"] += 0 if result in _NOT_ERRORS else n
         d["results"][result] = n
     for (dep, reason), n in _counter(f, "guardproxy_retries", "deployment", "reason").items():
         row(dep)["retries"] += n

@@ -6,10 +6,15 @@
     │   ├── RequestTooLarge          413 invalid_request_error / request_too_large
     │   ├── HeadersTooLarge          431 invalid_request_error / headers_too_large
     │   ├── RequestTimeout           408 invalid_request_error / request_timeout (body trickled)
-    │   └── ModelNotFound            404 invalid_request_error / model_not_found
+    │   ├── UnsupportedMediaType     415 invalid_request_error / unsupported_media_type
+    │   ├── MisdirectedRequest       421 invalid_request_error / misdirected_request (Host not served)
+    │   ├── ModelNotFound            404 invalid_request_error / model_not_found
+    │   ├── UnsupportedEndpoint      404 invalid_request_error / unsupported_endpoint (no such route)
+    │   └── MethodNotAllowed         405 invalid_request_error / method_not_allowed   (allow)
     ├── AuthenticationFailed         401 authentication_error / invalid_api_key
     ├── PermissionDenied             403 permission_error
     ├── OutputValidationFailed       422 guardrail_violation / output_validation_failed
+    │   └── ValidationBudgetExceeded 422 guardrail_violation / validation_budget_exceeded (no blame)
     ├── RateLimited                  429 rate_limit_error            (retry-after)
     ├── Overloaded                   503 overloaded                  (retry-after)
     ├── DeadlineExceeded             504 timeout_error
@@ -33,12 +38,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
-    "internal_error",
     "AuthenticationFailed",
     "DeadlineExceeded",
     "HeadersTooLarge",
     "InvalidJSON",
     "InvalidRequest",
+    "MethodNotAllowed",
+    "MisdirectedRequest",
     "ModelNotFound",
     "OutputValidationFailed",
     "Overloaded",
@@ -47,6 +53,8 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "RequestTooLarge",
+    "UnsupportedEndpoint",
+    "UnsupportedMediaType",
     "UpstreamAuthFailed",
     "UpstreamFailure",
     "UpstreamRateLimited",
@@ -54,6 +62,8 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamTransient",
     "UpstreamUnreachable",
+    "ValidationBudgetExceeded",
+    "internal_error",
 ]
 
 
@@ -110,9 +120,29 @@ class RequestTimeout(InvalidRequest):
     code = "request_timeout"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(InvalidRequest):
+    status_code = 421
+    code = "misdirected_request"
+
+
 class ModelNotFound(InvalidRequest):
     status_code = 404
     code = "model_not_found"
+
+
+class UnsupportedEndpoint(InvalidRequest):
+    status_code = 404
+    code = "unsupported_endpoint"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status_code = 405
+    code = "method_not_allowed"
 
 
 class AuthenticationFailed(ProxyError):
@@ -190,6 +220,25 @@ class OutputValidationFailed(ProxyError):
         body = super().body()
         body["error"]["violations"] = self.violations
         return body
+
+
+class ValidationBudgetExceeded(OutputValidationFailed):
+    """Checking this output took longer than `limits.validation_ms`: the output is unproven, not bad.
+
+    A 422 like any output the policy cannot accept (the request, not the deployment, is the cause:
+    nothing is retried, cooled or fallen back for it), with its own code so clients can tell a
+    schema too costly to check from an answer that failed it.
+    """
+
+    code = "validation_budget_exceeded"
+
+    def __init__(self, limit_ms: float) -> None:
+        message = (
+            f"Validating the model's output exceeded limits.validation_ms ({limit_ms:g} ms); simplify the"
+            " schema (fewer nested anyOf/oneOf branches, no uniqueItems on large arrays)"
+            " or ask for less output."
+        )
+        super().__init__(message, [{"validator": "budget", "message": message, "path": None}])
 
 
 class UpstreamFailure(ProxyError):

@@ -1,14 +1,39 @@
-"""Judging one completion against a policy: redact, check, repair; no upstream calls here."""
+"""Judging one completion against a policy: redact, check, repair; no upstream calls here.
+
+Judging is CPU only and bounded by the request's `Budget` (`limits.validation_ms`). `judge_async`
+keeps the event loop responsive: it judges inline for a short slice (most answers finish in well
+under a millisecond), and a judgement that outlives the slice, or a large output, runs again in a
+worker thread, where the interpreter's switch interval (5 ms) hands the loop the GIL between steps.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from validators import Output, RequestContext, Validator, Violation, check, redact, repair
+from validators import (
+    Budget,
+    Output,
+    RequestContext,
+    SchemaCache,
+    SchemaProblem,
+    Validator,
+    Violation,
+    check,
+    redact,
+    repair,
+)
+from validators import ValidationBudgetExceeded as _OverBudget
+from validators.budget import BudgetSlice
 
-__all__ = ["Judgement", "judge", "output_of"]
+from .errors import InvalidRequest, ValidationBudgetExceeded
+
+__all__ = ["Judgement", "judge", "judge_async", "output_of", "request_context"]
+
+INLINE_SLICE = 0.02  # seconds of judging allowed on the event loop before moving to a thread
+INLINE_MAX_CHARS = 256 * 1024  # larger outputs go to a thread at once (parsing alone costs milliseconds)
 
 
 @dataclass
@@ -19,13 +44,49 @@ class Judgement:
     violations: list[Violation] = field(default_factory=list)  # still blocking after repair
     rejected: list[Violation] = field(default_factory=list)  # from validators with on_fail: reject
     flagged: list[Violation] = field(default_factory=list)  # from validators with on_fail: flag
+    repaired: list[Violation] = field(default_factory=list)  # found, then repaired away
     repairs: list[str] = field(default_factory=list)
     redactions: list[str] = field(default_factory=list)
     invalid_output: Output | None = None
+    raw: Mapping[str, Any] | None = None  # the provider's completion as judged (before redaction, repair)
 
     @property
     def ok(self) -> bool:
         return not self.violations and not self.rejected
+
+
+def request_context(
+    response_format: Mapping[str, Any] | None,
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    schemas: SchemaCache,
+    validation_ms: float,
+    tool_choice: Any = None,
+) -> RequestContext:
+    """The request's validation context with a fresh budget; 400 for a schema that refers outside itself.
+
+    Checked whatever the policy, before any upstream call: a schema is never fetched, and a bad one
+    is the client's error, not a violation found later (nor a 500 from a tool's schema).
+    """
+    ctx = RequestContext(
+        response_format=response_format,
+        tools=tuple(tools),
+        budget=Budget(validation_ms),
+        tool_choice=tool_choice,
+    )
+    checks: list[tuple[str, Any]] = [("response_format.json_schema.schema", ctx.response_schema())]
+    for i, tool in enumerate(ctx.tools):
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        params = fn.get("parameters") if isinstance(fn, Mapping) else None
+        checks.append((f"tools[{i}].function.parameters", params))
+    for param, schema in checks:
+        if schema is None:
+            continue
+        try:
+            schemas.vet(schema)
+        except SchemaProblem as exc:
+            raise InvalidRequest(f"`{param}` cannot be used: {exc}.", param=param) from None
+    return ctx
 
 
 def output_of(message: Mapping[str, Any], finish_reason: str | None = None) -> Output:
@@ -53,8 +114,51 @@ def _copy_messages(completion: Mapping[str, Any]) -> dict[str, Any]:
 def judge(
     completion: Mapping[str, Any], validators: Sequence[Validator], ctx: RequestContext, *, allow_repair: bool
 ) -> Judgement:
-    """Redact, check and (when allowed) repair every choice of `completion`."""
-    result = Judgement(completion=_copy_messages(completion))
+    """Redact, check and (when allowed) repair every choice of `completion`, within `ctx.budget`."""
+    if ctx.budget is None:
+        return _judge(completion, validators, ctx, allow_repair)
+    try:
+        with ctx.budget.running():
+            return _judge(completion, validators, ctx, allow_repair)
+    except _OverBudget as exc:
+        raise ValidationBudgetExceeded(exc.limit_ms) from None
+
+
+async def judge_async(
+    completion: Mapping[str, Any], validators: Sequence[Validator], ctx: RequestContext, *, allow_repair: bool
+) -> Judgement:
+    """`judge`, never holding the event loop for more than about INLINE_SLICE."""
+    if ctx.budget is not None and _size(completion) <= INLINE_MAX_CHARS:
+        try:
+            with ctx.budget.running(INLINE_SLICE):
+                return _judge(completion, validators, ctx, allow_repair)
+        except BudgetSlice:
+            pass  # judging is pure (it works on copies): start over off the loop with what is left
+        except _OverBudget as exc:
+            raise ValidationBudgetExceeded(exc.limit_ms) from None
+    return await asyncio.to_thread(judge, completion, validators, ctx, allow_repair=allow_repair)
+
+
+def _size(completion: Mapping[str, Any]) -> int:
+    """Characters of text and tool-call arguments in the completion (what parsing and checks walk)."""
+    total = 0
+    for choice in completion.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        total += len(content) if isinstance(content, str) else 0
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, Mapping) else None
+            args = fn.get("arguments") if isinstance(fn, Mapping) else None
+            total += len(args) if isinstance(args, str) else 0
+    return total
+
+
+def _judge(
+    completion: Mapping[str, Any], validators: Sequence[Validator], ctx: RequestContext, allow_repair: bool
+) -> Judgement:
+    result = Judgement(completion=_copy_messages(completion), raw=completion)
     redacting = any(v.on_fail == "redact" for v in validators)
     for choice in result.completion.get("choices") or ():
         message = choice.setdefault("message", {})
@@ -79,6 +183,7 @@ def judge(
             if fixed is not None:
                 output = fixed.output
                 result.repairs.extend(fixed.changes)
+                result.repaired.extend(violations)
                 violations = []
                 still = check(validators, output, ctx)
                 result.flagged = result.flagged[:flagged_before] + [

@@ -2,55 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from validators import RequestContext, Validator, Violation, build_reask
+from validators import Violation, build_reask
 
-from .errors import OutputValidationFailed, UpstreamFailure, UpstreamTransient
-from .judge import Judgement, judge
-from .policy import Policy
-from .resilience import Deadline, Resilience
+from .chain import Attempts, Chain, ChainEvents, NoEvents, Step
+from .errors import UpstreamTransient
+from .judge import Judgement, judge_async
+from .outcome import Outcome, decide, rejection
 from .settings import Deployment
-from .upstream import ChunkAssembler, Upstream, UpstreamResult
+from .upstream import ChunkAssembler, UpstreamResult
+
+if TYPE_CHECKING:
+    from .context import ChatContext
 
 __all__ = ["Attempts", "LadderEvents", "NoEvents", "Verdict", "run_ladder"]
 
-
-class LadderEvents(Protocol):
-    """What the ladder reports as it goes (metrics and audit log listen here)."""
-
-    def upstream_call(self, deployment: str, result: str) -> None: ...
-    def retry(self, deployment: str, error: UpstreamFailure) -> None: ...
-    def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None: ...
-
-
-class NoEvents:
-    """Events nobody listens to."""
-
-    def upstream_call(self, deployment: str, result: str) -> None:
-        return None
-
-    def retry(self, deployment: str, error: UpstreamFailure) -> None:
-        return None
-
-    def step(self, kind: str, deployment: str, judgement: Judgement | None) -> None:
-        return None
-
-
-@dataclass
-class Attempts:
-    """What every upstream call of one request cost."""
-
-    calls: int = 0
-    tokens: int = 0
-    cost: float | None = None
-
-    def add(self, result: UpstreamResult) -> None:
-        self.tokens += result.tokens
-        if result.cost is not None:
-            self.cost = (self.cost or 0.0) + result.cost
+LadderEvents = ChainEvents  # the name the ladder's listeners know
 
 
 @dataclass(frozen=True)
@@ -58,183 +28,122 @@ class Verdict:
     """The answer the ladder settled on."""
 
     completion: dict[str, Any]
-    outcome: str
+    outcome: Outcome
     deployment: str
     repairs: tuple[str, ...] = ()
-    violations: tuple[Violation, ...] = ()
+    violations: tuple[Violation, ...] = ()  # what the judgement found in it: repaired and flagged
 
 
-@dataclass
-class _Run:
-    body: Mapping[str, Any]
-    alias: str
-    chain: Sequence[Deployment]
-    policy: Policy
-    validators: Sequence[Validator]
-    ctx: RequestContext
-    upstream: Upstream
-    resilience: Resilience
-    deadline: Deadline
-    events: LadderEvents
-    stream_upstream: bool
-    attempts: Attempts = field(default_factory=Attempts)
+class _Ladder:
+    """One request's climb: the chain walk plus what the policy allows on a violation."""
 
-    def may_attempt(self) -> bool:
-        return self.attempts.calls < self.policy.spec.max_attempts
+    def __init__(self, ctx: ChatContext, chain: Chain) -> None:
+        self.ctx, self.chain = ctx, chain
+        self.spec = ctx.policy.spec
+        self.violations: list[Violation] = []
 
     def within_budget(self) -> bool:
-        limit = self.policy.spec.budget.max_total_tokens
-        return limit is None or self.attempts.tokens < limit
+        limit = self.spec.budget.max_total_tokens
+        return limit is None or self.chain.attempts.tokens < limit
 
-    async def call(self, index: int, dep: Deployment, body: Mapping[str, Any]) -> UpstreamResult:
-        key = f"{self.alias}#{index}"
+    def may_go_on(self) -> bool:
+        """Before the next deployment: a validation fallback also needs token budget left."""
+        return not self.violations or self.within_budget()
 
-        async def attempt(remaining: float) -> UpstreamResult:
-            self.attempts.calls += 1
-            timeout = min(dep.timeout, remaining)
-            try:
-                result = await (
-                    self._streamed(dep, body, key, timeout)
-                    if self.stream_upstream
-                    else self.upstream.complete(dep, body, key=key, timeout=timeout)
-                )
-            except UpstreamFailure as exc:
-                self.events.upstream_call(dep.model, exc.code or "error")
-                self.resilience.cooldowns.failure(key, exc)
-                raise
-            self.events.upstream_call(dep.model, "ok")
-            self.resilience.cooldowns.success(key)
-            self.attempts.add(result)
+    async def call(self, step: Step, body: Mapping[str, Any]) -> UpstreamResult | None:
+        upstream, streamed = self.ctx.services.upstream, self.ctx.chat.stream
+
+        async def attempt(dep: Deployment, key: str, timeout: float) -> UpstreamResult:
+            if streamed:
+                result = await _streamed(self.ctx, dep, body, key, timeout)
+            else:
+                result = await upstream.complete(dep, body, key=key, timeout=timeout)
+            self.chain.attempts.add(result)
             return result
 
-        return await self.resilience.call(
-            attempt,
-            deadline=self.deadline,
-            may_attempt=self.may_attempt,
-            on_retry=lambda exc: self.events.retry(dep.model, exc),
+        return await step.call(attempt)
+
+    async def climb(self, step: Step) -> Verdict | None:
+        """Call, judge and re-ask on one deployment; a Verdict, or None to go on down the chain."""
+        body, events, model = self.ctx.chat.body, self.chain.events, step.dep.model
+        request: Mapping[str, Any] = body
+        reasks = 0
+        while (result := await self.call(step, request)) is not None:
+            judgement = await judge_async(
+                result.completion,
+                self.ctx.validators,
+                self.ctx.judge,
+                allow_repair="repair" in self.spec.on_fail,
+            )
+            if not judgement.ok or judgement.flagged:
+                events.step("violation", model, judgement)
+            if judgement.ok or self.spec.mode == "monitor":
+                return _accept(judgement, step, reasks, events)
+            self.violations = judgement.violations + judgement.rejected
+            if judgement.rejected:
+                raise rejection(self.violations, how=_AFTER_ALL)
+            if not self._may_reask(reasks, judgement):
+                return None
+            reasks += 1
+            events.step("reask", model, judgement)
+            invalid = judgement.invalid_output
+            assert invalid is not None  # _may_reask checked it
+            request = {**body, "messages": build_reask(body["messages"], invalid, judgement.violations)}
+        return None
+
+    def _may_reask(self, reasks: int, judgement: Judgement) -> bool:
+        return (
+            "reask" in self.spec.on_fail
+            and reasks < self.spec.reask.max
+            and self.chain.may_attempt()
+            and self.within_budget()
+            and judgement.invalid_output is not None
         )
 
-    async def _streamed(
-        self, dep: Deployment, body: Mapping[str, Any], key: str, timeout: float
-    ) -> UpstreamResult:
-        assembler = ChunkAssembler()
-        async for chunk in self.upstream.stream(dep, body, key=key, timeout=timeout):
-            assembler.add(chunk)
-        if not assembler.finished:
-            raise UpstreamTransient("The provider's stream ended before the answer was complete.")
-        return self.upstream.result(dep, assembler.completion())
+
+_AFTER_ALL = "failed the policy after every allowed repair, re-ask and fallback"
 
 
-def _outcome(index: int, reasks: int, judgement: Judgement) -> str:
-    if judgement.flagged:
-        return "flagged"
-    if index > 0:
-        return "fallback"
-    if reasks:
-        return "reasked"
+def _accept(judgement: Judgement, step: Step, reasks: int, events: ChainEvents) -> Verdict:
+    if not judgement.ok:  # monitor mode: what would have blocked is flagged
+        judgement.flagged.extend(judgement.violations + judgement.rejected)
     if judgement.repairs:
-        return "repaired"
+        events.step("repair", step.dep.model, judgement)
     if judgement.redactions:
-        return "redacted"
-    return "pass"
+        events.step("redaction", step.dep.model, judgement)
+    outcome = decide(
+        flagged=bool(judgement.flagged),
+        fallback=step.index > 0,
+        reasked=reasks > 0,
+        repaired=bool(judgement.repairs),
+        redacted=bool(judgement.redactions),
+    )
+    found = (*judgement.repaired, *judgement.flagged)
+    return Verdict(judgement.completion, outcome, step.dep.model, tuple(judgement.repairs), found)
 
 
-async def run_ladder(
-    *,
-    body: Mapping[str, Any],
-    alias: str,
-    chain: Sequence[Deployment],
-    policy: Policy,
-    validators: Sequence[Validator],
-    ctx: RequestContext,
-    upstream: Upstream,
-    resilience: Resilience,
-    deadline: Deadline,
-    attempts: Attempts,
-    stream_upstream: bool = False,
-    events: LadderEvents | None = None,
-) -> Verdict:
+async def _streamed(
+    ctx: ChatContext, dep: Deployment, body: Mapping[str, Any], key: str, timeout: float
+) -> UpstreamResult:
+    """A buffered stream: the upstream is asked to stream, the chunks are assembled into one answer."""
+    assembler = ChunkAssembler()
+    upstream = ctx.services.upstream
+    async for chunk in upstream.stream(dep, body, key=key, timeout=timeout):
+        assembler.add(chunk)
+    if not assembler.finished:
+        raise UpstreamTransient("The provider's stream ended before the answer was complete.")
+    return upstream.result(dep, assembler.completion())
+
+
+async def run_ladder(ctx: ChatContext, chain: Chain) -> Verdict:
     """Walk the chain until an answer passes the policy; raise the contract's error otherwise."""
-    run = _Run(
-        body,
-        alias,
-        chain,
-        policy,
-        validators,
-        ctx,
-        upstream,
-        resilience,
-        deadline,
-        events or NoEvents(),
-        stream_upstream,
-        attempts,
-    )
-    steps = policy.spec.on_fail
-    failures: list[UpstreamFailure] = []
-    violations: list[Violation] = []
-    for index, dep in enumerate(chain):
-        if not run.may_attempt() or (index > 0 and violations and not run.within_budget()):
+    ladder = _Ladder(ctx, chain)
+    for step in chain.steps(ladder.may_go_on):
+        verdict = await ladder.climb(step)
+        if verdict is not None:
+            return verdict
+        if ladder.violations and "fallback" not in ladder.spec.on_fail:
             break
-        if not resilience.cooldowns.available(f"{alias}#{index}"):
-            continue
-        if index > 0:
-            run.events.step("fallback", dep.model, None)
-        request = body
-        reasks = 0
-        while True:
-            try:
-                result = await run.call(index, dep, request)
-            except UpstreamFailure as exc:
-                failures.append(exc)
-                if not exc.fallback:
-                    raise
-                break
-            judgement = judge(result.completion, validators, ctx, allow_repair="repair" in steps)
-            if not judgement.ok or judgement.flagged:
-                run.events.step("violation", dep.model, judgement)
-            if judgement.ok or (policy.spec.mode == "monitor"):
-                if not judgement.ok:
-                    judgement.flagged.extend(judgement.violations + judgement.rejected)
-                if judgement.repairs:
-                    run.events.step("repair", dep.model, judgement)
-                if judgement.redactions:
-                    run.events.step("redaction", dep.model, judgement)
-                outcome = _outcome(index, reasks, judgement)
-                return Verdict(
-                    judgement.completion,
-                    outcome,
-                    dep.model,
-                    tuple(judgement.repairs),
-                    tuple(judgement.flagged),
-                )
-            violations = judgement.violations + judgement.rejected
-            if judgement.rejected:
-                raise _rejection(violations)
-            if (
-                "reask" in steps
-                and reasks < policy.spec.reask.max
-                and run.may_attempt()
-                and run.within_budget()
-                and judgement.invalid_output is not None
-            ):
-                reasks += 1
-                run.events.step("reask", dep.model, judgement)
-                request = {
-                    **body,
-                    "messages": build_reask(body["messages"], judgement.invalid_output, judgement.violations),
-                }
-                continue
-            break
-        if violations and "fallback" not in steps:
-            break
-    if violations:
-        raise _rejection(violations)
-    raise resilience.final_failure(failures, deadline, [f"{alias}#{i}" for i in range(len(chain))])
-
-
-def _rejection(violations: Sequence[Violation]) -> OutputValidationFailed:
-    summary = "; ".join(v.message for v in violations[:3])
-    return OutputValidationFailed(
-        f"The model's output failed the policy after every allowed repair, re-ask and fallback: {summary}",
-        [v.to_dict() for v in violations],
-    )
+    if ladder.violations:
+        raise rejection(ladder.violations, how=_AFTER_ALL)
+    raise chain.final_failure()

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import Overloaded
 from .shutdown import Drain, install_signal_hook
 
-__all__ = ["WATCH_AFTER", "RequestLifecycle"]
+__all__ = ["RequestLifecycle", "WATCH_AFTER"]
 
 WATCH_AFTER = 0.02  # seconds; a client that leaves is noticed at most this much later
 
@@ -32,9 +32,9 @@ _SHUTTING_DOWN = "guardproxy is shutting down; retry the request."
 class RequestLifecycle:
     """ASGI middleware: cancel on client disconnect, end open requests on drain, hook the signals."""
 
-    def __init__(self, app: ASGIApp, *, grace: float) -> None:
+    def __init__(self, app: ASGIApp, *, grace: float, delay: float = 0.0) -> None:
         self.app = app
-        self.drain = Drain(grace)
+        self.drain = Drain(grace, delay)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -120,6 +120,8 @@ class _Request:
                 self.started = True
                 headers = dict(message.get("headers") or ())
                 self.event_stream = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+                if self.drain.draining:  # no idle keep-alive connection left for the server to cut
+                    message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 self.finished = True
             await send(message)

@@ -37,7 +37,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Labelled(
-            Counter("guardproxy_requests", "Requests answered.", ["alias", "outcome", "status"], registry=r)
+            Counter(
+                "guardproxy_requests",
+                "Requests answered.",
+                ["alias", "outcome", "status", "route"],
+                registry=r,
+            )
         )
         self.latency = Labelled(
             Histogram(
@@ -86,11 +91,33 @@ class Metrics:
                 registry=r,
             )
         )
+        self.reload_failures = Counter(
+            "guardproxy_config_reload_failures",
+            "Hot reloads refused (invalid or hostile files); the previous config kept serving.",
+            registry=r,
+        )
         self.tokens_saved = Labelled(
             Counter(
                 "guardproxy_cache_tokens_saved",
                 "Tokens not spent thanks to cache hits.",
                 ["alias"],
+                registry=r,
+            )
+        )
+
+        self.feedback = Labelled(
+            Counter(
+                "guardproxy_feedback",
+                "Feedback on answers (POST /v1/feedback); score is good, bad or neutral.",
+                ["alias", "policy", "deployment", "score"],
+                registry=r,
+            )
+        )
+        self.records = Labelled(
+            Counter(
+                "guardproxy_records",
+                "Answers written to the record store (stored), or not (dropped: queue full; error).",
+                ["result"],
                 registry=r,
             )
         )

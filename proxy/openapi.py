@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .openapi_schemas import component_schemas
+from .responses import openapi as responses_openapi
 from .settings import LimitSettings
 
 __all__ = ["openapi", "openapi_document"]
@@ -46,8 +47,10 @@ _ERRORS = {
     "400": "Invalid request: not JSON, a missing or ill-typed field (`param` names it), a limit passed.",
     "401": "Missing or wrong API key.",
     "403": "The key may not use this model, or may not choose the policy.",
-    "404": "Unknown model alias.",
+    "404": "Unknown model alias (or one the key may not use).",
     "413": "The body is larger than `server.max_body_bytes`.",
+    "415": "The body was not sent with `Content-Type: application/json`.",
+    "421": "The `Host` header names a host not in `server.allowed_hosts`.",
     "422": "The output failed the policy after every repair, re-ask and fallback (or upstream 422).",
     "429": "Rate limited (per-key limits, or every deployment); see `retry-after`.",
     "431": "The request headers are larger than `server.max_header_bytes`.",
@@ -64,10 +67,17 @@ def _ref(name: str) -> dict[str, str]:
 def _headers(names: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "x-request-id": {
-            "description": "Unique per request; echoes the client's x-request-id.",
+            "description": "The client's x-request-id echoed when it sent a valid one (1 to 128 printable"
+            " characters), else the same as x-guardproxy-request-id.",
             "required": True,
             "schema": {"type": "string"},
-        }
+        },
+        "x-guardproxy-request-id": {
+            "description": "guardproxy's own id for this request (32 hex digits): the request_id of its"
+            " logs, audit events and record, and the id to send to POST /v1/feedback.",
+            "required": True,
+            "schema": {"type": "string"},
+        },
     }
     for name, text in names.items():
         out[name] = {"description": text, "schema": {"type": "string"}}
@@ -118,8 +128,16 @@ def _paths() -> dict[str, Any]:
             "schema": {"type": "string"},
         },
     ]
-    body_errors = ["400", "401", "403", "404", "413", "429", "431", "502", "503", "504"]
+    body_errors = ["400", "401", "403", "404", "413", "415", "421", "429", "431", "502", "503", "504"]
+    responses_api = responses_openapi.paths(
+        secured=secured,
+        request_headers=request_headers,
+        guard_headers=_GP_HEADERS,
+        error_responses=_error_responses,
+        json_ok=_json_ok,
+    )
     return {
+        **responses_api,
         "/v1/chat/completions": {
             "post": {
                 "operationId": "createChatCompletion",
@@ -156,7 +174,21 @@ def _paths() -> dict[str, Any]:
                 "security": secured,
                 "responses": {
                     "200": _json_ok("The model list.", "ModelList"),
-                    **_error_responses(["401", "431"]),
+                    **_error_responses(["401", "421", "431"]),
+                },
+            }
+        },
+        "/v1/models/{model_id}": {
+            "get": {
+                "operationId": "retrieveModel",
+                "summary": "One alias the caller's key may use, as in the list.",
+                "security": secured,
+                "parameters": [
+                    {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json_ok("The model.", "Model"),
+                    **_error_responses(["401", "404", "421", "431"]),
                 },
             }
         },
@@ -179,7 +211,7 @@ def _paths() -> dict[str, Any]:
                             }
                         },
                     },
-                    **_error_responses(["431"]),
+                    **_error_responses(["421", "431"]),
                 },
             }
         },
@@ -194,7 +226,7 @@ def _paths() -> dict[str, Any]:
                         "headers": _headers({}),
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_error_responses(["431"]),
+                    **_error_responses(["421", "431"]),
                 },
             }
         },
@@ -213,7 +245,7 @@ def openapi_document(limits: LimitSettings | None = None) -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": component_schemas(limits or LimitSettings()),
+            "schemas": {**component_schemas(limits or LimitSettings()), **responses_openapi.schemas()},
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .settings import LimitSettings
+from .wire import MAX_EMBEDDING_DIMENSIONS, MAX_TOKEN_ID
 
 __all__ = ["component_schemas"]
 
-_ROLES_TEXT = ["system", "developer", "user"]
-_ROLES_OPTIONAL = ["assistant", "tool", "function"]
 _PASSTHROUGH = (
     "audio function_call functions logit_bias logprobs modalities parallel_tool_calls prediction "
     "prompt_cache_key reasoning_effort safety_identifier service_tier store tool_choice verbosity "
@@ -29,49 +28,71 @@ def _num(low: float, high: float) -> dict[str, Any]:
     return _nullable({"type": "number", "minimum": low, "maximum": high})
 
 
+def _parts() -> dict[str, dict[str, Any]]:
+    """Content-part schemas by type, as `proxy.content_parts` accepts them."""
+
+    def part(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": ["type", kind],
+            "properties": {"type": {"const": kind}, kind: payload},
+        }
+
+    def strings(*names: str) -> dict[str, Any]:
+        return {name: {"type": "string"} for name in names}
+
+    return {
+        "text": part("text", {"type": "string"}),
+        "refusal": part("refusal", {"type": "string"}),
+        "image_url": part(
+            "image_url", {"type": "object", "required": ["url"], "properties": strings("url", "detail")}
+        ),
+        "input_audio": part(
+            "input_audio",
+            {"type": "object", "required": ["data", "format"], "properties": strings("data", "format")},
+        ),
+        "file": part(
+            "file",
+            {
+                "type": "object",
+                "properties": strings("file_data", "file_id", "filename"),
+                "anyOf": [{"required": [name]} for name in ("file_data", "file_id", "filename")],
+            },
+        ),
+    }
+
+
 def _message() -> dict[str, Any]:
-    """One chat message: text roles need `content`; assistant, tool and function may omit it."""
-    text_part = {
-        "type": "object",
-        "required": ["type", "text"],
-        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
-    }
-    other_part = {
-        "type": "object",
-        "required": ["type"],
-        "properties": {"type": {"type": "string", "not": {"const": "text"}}},
-    }
-    parts = {"type": "array", "items": {"anyOf": [text_part, other_part]}}
+    """One chat message: text roles need `content`; assistant, tool and function may omit it. Each role
+    has its own content-part types (user: text, image, audio, file; assistant: text, refusal; else text)."""
+    by_type = _parts()
+
+    def parts(*kinds: str) -> dict[str, Any]:
+        return {"type": "array", "items": {"anyOf": [by_type[k] for k in kinds]}}
+
     tool_call = {
         "type": "object",
         "required": ["function"],
         "properties": {"id": {}, "type": {}, "function": {"type": "object"}},
     }
     common = {"name": {"type": "string"}, "tool_calls": {"type": "array", "items": tool_call}}
-    message = {
+
+    def branch(roles: list[str], content: list[dict[str, Any]], optional: bool) -> dict[str, Any]:
+        properties = {"role": {"enum": roles}, "content": {"anyOf": content}, **common}
+        if optional:
+            properties["tool_call_id"] = {}
+        required = ["role"] if optional else ["role", "content"]
+        return {"type": "object", "required": required, "properties": properties}
+
+    text, null = {"type": "string"}, {"type": "null"}
+    return {
         "oneOf": [
-            {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {
-                    "role": {"enum": _ROLES_TEXT},
-                    "content": {"anyOf": [{"type": "string"}, parts]},
-                    **common,
-                },
-            },
-            {
-                "type": "object",
-                "required": ["role"],
-                "properties": {
-                    "role": {"enum": _ROLES_OPTIONAL},
-                    "content": {"anyOf": [{"type": "string"}, parts, {"type": "null"}]},
-                    "tool_call_id": {},
-                    **common,
-                },
-            },
+            branch(["system", "developer"], [text, parts("text")], False),
+            branch(["user"], [text, parts("text", "image_url", "input_audio", "file")], False),
+            branch(["assistant"], [text, parts("text", "refusal"), null], True),
+            branch(["tool", "function"], [text, parts("text"), null], True),
         ]
     }
-    return message
 
 
 def _chat(limits: LimitSettings) -> dict[str, Any]:
@@ -154,6 +175,7 @@ def _chat(limits: LimitSettings) -> dict[str, Any]:
 
 
 def _embeddings() -> dict[str, Any]:
+    token = {"type": "integer", "minimum": 0, "maximum": MAX_TOKEN_ID}
     embeddings = {
         "type": "object",
         "required": ["model", "input"],
@@ -163,10 +185,17 @@ def _embeddings() -> dict[str, Any]:
                 "anyOf": [
                     {"type": "string"},
                     {"type": "array", "minItems": 1, "maxItems": 2048, "items": {"type": "string"}},
+                    {"type": "array", "minItems": 1, "items": token},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 2048,
+                        "items": {"type": "array", "minItems": 1, "items": token},
+                    },
                 ]
             },
-            "dimensions": {},
-            "encoding_format": {},
+            "dimensions": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_EMBEDDING_DIMENSIONS},
+            "encoding_format": {"enum": ["float", "base64", None]},
             "user": {},
         },
     }
@@ -235,20 +264,20 @@ def component_schemas(limits: LimitSettings) -> dict[str, Any]:
         "required": ["object", "data"],
         "properties": {"object": {"const": "list"}, "data": {"type": "array"}, "model": {"type": "string"}},
     }
+    model = {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+        },
+    }
     models = {
         "type": "object",
         "required": ["object", "data"],
-        "properties": {
-            "object": {"const": "list"},
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "object"],
-                    "properties": {"id": {"type": "string"}, "object": {"const": "model"}},
-                },
-            },
-        },
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": model}},
     }
     return {
         "ChatCompletionRequest": _chat(limits),
@@ -256,5 +285,6 @@ def component_schemas(limits: LimitSettings) -> dict[str, Any]:
         "EmbeddingRequest": _embeddings(),
         "EmbeddingList": embedding_list,
         "ModelList": models,
+        "Model": model,
         "Error": _error(),
     }

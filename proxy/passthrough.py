@@ -4,115 +4,54 @@ settled when the upstream stream ends, and the verdict travels in the last chunk
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response, StreamingResponse
+import orjson
+from starlette.responses import Response
 
-from validators import RequestContext, StreamGuard, Validator, Violation
+from validators import StreamGuard, Violation
 
 from .cache.entry import STORABLE_OUTCOMES
-from .errors import OutputValidationFailed, ProxyError, UpstreamFailure, UpstreamTransient
+from .chain import Chain, Step
+from .errors import OutputValidationFailed, ProxyError, UpstreamFailure, UpstreamTimeout, UpstreamTransient
 from .judge import Judgement
-from .ladder import Attempts, LadderEvents, NoEvents
+from .outcome import Outcome, rejection
 from .relay import Relay, settle, stream_view
-from .resilience import Deadline, Resilience
-from .respond import SSE_HEADERS, AnswerMeta
+from .respond import SSE_HEADERS, EventStream
 from .settings import Deployment
-from .upstream import Upstream
 from .wire import SSE_DONE, sse
 
-__all__ = ["passthrough_response"]
+if TYPE_CHECKING:
+    from .context import ChatContext
+
+__all__ = ["estimate_tokens", "passthrough_response"]
 
 log = logging.getLogger("guardproxy")
-Store = Callable[[dict[str, Any], str], Awaitable[None]]
+_CUT = "The provider's stream ended before the answer was complete."
 
 
 def _rejection(violations: Sequence[Violation], *, mid_stream: bool) -> OutputValidationFailed:
     where = "mid-stream; the stream was ended" if mid_stream else "before any of it was sent"
-    return OutputValidationFailed(
-        f"The model's output violated the policy {where}: " + "; ".join(v.message for v in violations[:3]),
-        [v.to_dict() for v in violations],
-    )
+    return rejection(violations, how=f"violated the policy {where}")
+
+
+def estimate_tokens(body: Any, text: str) -> int:
+    """About four characters a token, for a stream whose upstream sent no usage."""
+    prompt = len(orjson.dumps(body.get("messages") or []))
+    return (prompt + len(text)) // 4 + 1
 
 
 @dataclass
 class _Opened:
-    index: int
-    dep: Deployment
-    stream: AsyncIterator[dict[str, Any]]
+    step: Step
+    stream: AsyncGenerator[dict[str, Any], None]
     relay: Relay
     pending: list[dict[str, Any]]
     ended: bool
-
-
-async def _open(
-    body: Mapping[str, Any],
-    alias: str,
-    chain: Sequence[Deployment],
-    make_relay: Callable[[], Relay],
-    upstream: Upstream,
-    resilience: Resilience,
-    deadline: Deadline,
-    attempts: Attempts,
-    max_attempts: int,
-    events: LadderEvents,
-) -> _Opened:
-    """Retry and fall back until a stream yields something to send; nothing has reached the client yet."""
-    failures: list[UpstreamFailure] = []
-    for index, dep in enumerate(chain):
-        key = f"{alias}#{index}"
-        if not resilience.cooldowns.available(key):
-            continue
-
-        async def attempt(
-            remaining: float, index: int = index, dep: Deployment = dep, key: str = key
-        ) -> _Opened:
-            attempts.calls += 1
-            stream = upstream.stream(dep, body, key=key, timeout=min(dep.timeout, remaining))
-            relay = make_relay()
-            pending: list[dict[str, Any]] = []
-            try:
-                while not any("content" in c["choices"][0]["delta"] for c in pending) and not relay.stopped:
-                    try:
-                        chunk = await stream.__anext__()
-                    except StopAsyncIteration:
-                        if relay.finish_reason is None:
-                            raise UpstreamTransient(
-                                "The provider's stream ended before the answer was complete."
-                            ) from None
-                        return _Opened(index, dep, stream, relay, pending, True)
-                    pending.extend(relay.relay(chunk))
-            except UpstreamFailure as exc:
-                events.upstream_call(dep.model, exc.code or "error")
-                await stream.aclose()  # type: ignore[attr-defined]
-                raise
-            except BaseException:
-                await stream.aclose()  # type: ignore[attr-defined]
-                raise
-            return _Opened(index, dep, stream, relay, pending, False)
-
-        def on_retry(exc: UpstreamFailure, model: str = dep.model) -> None:
-            events.retry(model, exc)
-
-        try:
-            opened = await resilience.call(
-                attempt,
-                deadline=deadline,
-                may_attempt=lambda: attempts.calls < max_attempts,
-                on_retry=on_retry,
-            )
-        except UpstreamFailure as exc:
-            resilience.cooldowns.failure(key, exc)
-            failures.append(exc)
-            if not exc.fallback or attempts.calls >= max_attempts:
-                break
-            continue
-        resilience.cooldowns.success(key)
-        return opened
-    raise resilience.final_failure(failures, deadline, [f"{alias}#{i}" for i in range(len(chain))])
 
 
 @dataclass
@@ -121,136 +60,219 @@ class _Ending:
 
     events: list[bytes]
     rejection: OutputValidationFailed | None = None
-    outcome: str = "rejected"
+    outcome: str = Outcome.REJECTED
     completion: dict[str, Any] | None = None
     repairs: tuple[str, ...] = ()
+    verdict: dict[str, Any] | None = None  # a rejection's verdict rides on its error event
+
+    def error_event(self) -> bytes:
+        assert self.rejection is not None
+        body = self.rejection.body()
+        if self.verdict is not None:
+            body["error"]["guardproxy"] = self.verdict
+        return sse(body)
 
 
-async def passthrough_response(
-    *,
-    body: Mapping[str, Any],
-    alias: str,
-    chain: Sequence[Deployment],
-    validators: Sequence[Validator],
-    ctx: RequestContext,
-    upstream: Upstream,
-    resilience: Resilience,
-    deadline: Deadline,
-    attempts: Attempts,
-    max_attempts: int,
-    meta: AnswerMeta,
-    include_usage: bool,
-    store: Store,
-    monitor: bool = False,
-    allow_repair: bool = True,
-    events: LadderEvents | None = None,
-) -> Response:
-    """Open the upstream stream (retrying before the first byte), then relay it to the client.
+async def _open(ctx: ChatContext, chain: Chain, make_relay: Any) -> _Opened:
+    """Retry and fall back until a stream yields something to send; nothing has reached the client yet."""
+    upstream, body = ctx.services.upstream, ctx.chat.body
+    for step in chain.steps():
 
-    A violation or a failed verdict found before anything was sent is raised (422 / the upstream error);
-    after that it ends the stream with one error event and no `[DONE]`.
-    """
-    sink: LadderEvents = events or NoEvents()
-    view = stream_view(validators, monitor=monitor)
-    opened = await _open(
-        body,
-        alias,
-        chain,
-        lambda: Relay(StreamGuard(view, ctx), include_usage),
-        upstream,
-        resilience,
-        deadline,
-        attempts,
-        max_attempts,
-        sink,
-    )
-    relay, stream, dep = opened.relay, opened.stream, opened.dep
-    meta.deployment, meta.attempts, meta.outcome = dep.model, attempts.calls, "streaming"
+        async def attempt(dep: Deployment, key: str, timeout: float, step: Step = step) -> _Opened:
+            limits = upstream.limits  # the whole stream and each gap; the first byte is due by `timeout`
+            idle = min(dep.timeout, limits.stream_idle_timeout)
+            stream = upstream.stream(dep, body, key=key, timeout=limits.stream_max_seconds, idle=idle)
+            relay: Relay = make_relay()
+            pending: list[dict[str, Any]] = []
+            try:
+                async with asyncio.timeout(timeout):
+                    ended = await _first_content(stream, relay, pending)
+            except TimeoutError:
+                await stream.aclose()
+                raise UpstreamTimeout("The provider sent no answer in time.") from None
+            except BaseException:
+                await stream.aclose()
+                raise
+            return _Opened(step, stream, relay, pending, ended)
 
-    def report(violations: Sequence[Violation]) -> None:
+        opened = await step.call(attempt, settle_later=True)
+        if opened is not None:
+            return opened
+    raise chain.final_failure()
+
+
+async def _first_content(
+    stream: AsyncIterator[dict[str, Any]], relay: Relay, pending: list[dict[str, Any]]
+) -> bool:
+    """Read until there is text to send (or the guard stopped); True when the stream ended on the way."""
+    while not any("content" in c["choices"][0]["delta"] for c in pending) and not relay.stopped:
+        try:
+            chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            if relay.finish_reason is None:
+                raise UpstreamTransient(_CUT) from None
+            return True
+        pending.extend(relay.relay(chunk))
+    return False
+
+
+class _Passthrough:
+    """One opened passthrough stream: relays it, settles the verdict at its end, fills the meta."""
+
+    def __init__(self, ctx: ChatContext, chain: Chain, opened: _Opened, view: Sequence[Any]) -> None:
+        self.ctx, self.chain, self.opened, self.view = ctx, chain, opened, view
+        self.relay, self.dep = opened.relay, opened.step.dep
+        self.charged = False
+
+    def report(self, violations: Sequence[Violation]) -> None:
         if violations:
-            sink.step("violation", dep.model, Judgement({}, violations=list(violations)))
+            self.chain.events.step("violation", self.dep.model, Judgement({}, violations=list(violations)))
 
-    def ending(sent: bool) -> _Ending:
+    def charge(self) -> None:
+        """Add the stream's usage to the request's attempts, once (an estimate when none was sent)."""
+        if self.charged:
+            return
+        self.charged = True
+        usage = self.relay.assembler.usage
+        if usage:
+            result = self.ctx.services.upstream.result(self.dep, {"usage": usage})
+            self.chain.attempts.add(result)
+        else:
+            self.chain.attempts.add_usage(
+                estimate_tokens(self.ctx.chat.body, self.relay.assembler.text()), None
+            )
+        self.chain.attempts.fill(self.ctx.meta)
+
+    def early(self) -> _Ending | None:
+        """The ending known before anything is sent (the guard stopped, or the whole stream is here)."""
+        if self.relay.stopped:
+            self.report(self.relay.violations)
+            return _Ending([], _rejection(self.relay.violations, mid_stream=False))
+        return self.ending(sent=False) if self.opened.ended else None
+
+    def ending(self, sent: bool) -> _Ending:
+        relay = self.relay
         tail = [sse(c) for c in relay.tail()]
         if relay.stopped:
-            report(relay.violations)
+            self.report(relay.violations)
             return _Ending([], _rejection(relay.violations, mid_stream=sent))
-        settled = settle(relay, view, ctx, allow_repair=allow_repair, fallback=opened.index > 0)
-        report(settled.reported)
-        verdict = {
-            "outcome": settled.outcome,
-            "violations": [v.to_dict() for v in settled.reported],
-            "attempts": attempts.calls,
-        }
-        last = {**relay.template, "choices": [], "guardproxy": verdict}
+        settled = settle(
+            relay,
+            self.view,
+            self.ctx.judge,
+            allow_repair="repair" in self.ctx.policy.spec.on_fail,
+            fallback=self.opened.step.index > 0,
+        )
+        self.report(settled.reported)
+        self.charge()
+        verdict = self._verdict(settled.outcome, settled.reported)
         if settled.blocking:
-            return _Ending([*tail, sse(last)], _rejection(settled.blocking, mid_stream=sent))
+            rejected = _rejection(settled.blocking, mid_stream=sent)
+            return _Ending(tail, rejected, verdict=verdict)
+        last = {**relay.template, "choices": [], "guardproxy": verdict}
         out = [*tail]
         for i, call in enumerate(settled.tool_calls):
             out.append(sse(relay.chunk({"tool_calls": [{"index": i, **call}]})))
-        out.append(sse(relay.chunk({}, relay.finish_reason)))
-        if include_usage:
+        finish = relay.chunk({}, relay.finish_reason)
+        if self.ctx.chat.include_usage:  # OpenAI's one chunk with empty choices: it carries the verdict
             last["usage"] = relay.assembler.usage
+            out.extend((sse(finish), sse(last)))
+        else:  # no usage chunk: the verdict rides on the finish_reason chunk
+            out.append(sse({**finish, "guardproxy": verdict}))
         completion = relay.assembler.completion()
         message = completion["choices"][0]["message"]
         message["content"] = relay.text or None
         if settled.tool_calls:
             message["tool_calls"] = [dict(c) for c in settled.tool_calls]
-        return _Ending([*out, sse(last), SSE_DONE], None, settled.outcome, completion, settled.repairs)
+        return _Ending([*out, SSE_DONE], None, settled.outcome, completion, settled.repairs)
 
-    early: _Ending | None = None
-    if relay.stopped:
-        report(relay.violations)
-        early = _Ending([], _rejection(relay.violations, mid_stream=False))
-    elif opened.ended:
-        early = ending(sent=False)
-    if early is not None and early.rejection is not None:  # nothing was sent yet: a plain 422
-        sink.upstream_call(dep.model, "ok")
-        await stream.aclose()  # type: ignore[attr-defined]
-        raise early.rejection
+    def _verdict(self, outcome: str, reported: Sequence[Violation]) -> dict[str, Any]:
+        verdict: dict[str, Any] = {
+            "outcome": outcome,
+            "violations": [v.to_dict() for v in reported],
+            "attempts": self.chain.attempts.calls,
+        }
+        if self.relay.assembler.usage:  # the headers left before the usage was known: the verdict has it
+            verdict["total_tokens"] = self.relay.assembler.usage.get("total_tokens")
+            cost = self.ctx.services.upstream.prices.cost(self.dep, self.relay.assembler.usage)
+            if cost is not None:
+                verdict["cost"] = cost
+        return verdict
 
-    async def events_() -> AsyncIterator[bytes]:
-        result = "cancelled"  # the client left before the end
-        try:
-            for chunk in opened.pending:
+    async def _relay_rest(self) -> AsyncGenerator[bytes, None]:
+        for chunk in self.opened.pending:
+            yield sse(chunk)
+        if self.opened.ended:
+            return
+        async for upstream_chunk in self.opened.stream:
+            for chunk in self.relay.relay(upstream_chunk):
                 yield sse(chunk)
-            if not opened.ended:
-                async for upstream_chunk in stream:
-                    for chunk in relay.relay(upstream_chunk):
-                        yield sse(chunk)
-                    if relay.stopped:
-                        break
-                if not relay.stopped and relay.finish_reason is None:
-                    raise UpstreamTransient("The provider's stream ended before the answer was complete.")
+            if self.relay.stopped:
+                return
+        if self.relay.finish_reason is None:
+            raise UpstreamTransient(_CUT)
+
+    async def events(self, early: _Ending | None) -> AsyncGenerator[bytes, None]:
+        meta = self.ctx.meta
+        result, meta.outcome = "cancelled", Outcome.ERROR  # the client left before the end
+        try:
+            async for event in self._relay_rest():
+                yield event
             result = "ok"
-            end = early or ending(sent=True)
+            end = early or self.ending(sent=True)
             meta.outcome, meta.repairs = end.outcome, end.repairs
             if end.completion is not None and end.outcome in STORABLE_OUTCOMES:
-                await _store(store, end)  # complete and valid: stored before the client sees [DONE]
+                await self._store(end)  # complete and valid: stored before the client sees [DONE]
             for event in end.events:
                 yield event
             if end.rejection is not None:
-                yield sse(end.rejection.body())
-                return
+                meta.status = end.rejection.status_code
+                self.ctx.events.rejected(end.rejection.violations, deployment=self.dep.model)
+                yield end.error_event()
         except UpstreamFailure as exc:
-            result = exc.code or "error"
+            result, meta.status = exc.code or "error", exc.status_code
             yield sse(exc.body())
         except Exception:
-            result = "error"
+            result, meta.status = "error", 500
             log.exception("passthrough stream failed")
             yield sse(ProxyError("guardproxy hit an internal error; the stream was ended.").body())
         finally:
-            sink.upstream_call(dep.model, result)
-            await stream.aclose()  # type: ignore[attr-defined]
+            if result == "cancelled":
+                meta.status = 499  # the client left before the end
+            self.charge()
+            self.opened.step.settle(result)
+            await self.opened.stream.aclose()
 
-    return StreamingResponse(
-        events_(), media_type="text/event-stream", headers={**SSE_HEADERS, **meta.headers()}
+    async def _store(self, end: _Ending) -> None:
+        try:
+            await self.ctx.store(
+                end.completion or {}, outcome=end.outcome, deployment=self.dep.model, repairs=end.repairs
+            )
+        except Exception:  # a cache that cannot store must not break a finished answer
+            log.exception("storing a streamed answer failed")
+
+
+async def passthrough_response(ctx: ChatContext) -> Response:
+    """Open the upstream stream (retrying before the first byte), then relay it to the client.
+
+    A violation or a failed verdict found before anything was sent is raised (422 / the upstream error);
+    after that it ends the stream with one error event and no `[DONE]`. The meta (tokens, outcome)
+    is final once the stream has ended.
+    """
+    view = stream_view(ctx.validators, monitor=ctx.policy.spec.mode == "monitor")
+    chain = ctx.new_chain()
+    opened = await _open(ctx, chain, lambda: Relay(StreamGuard(view, ctx.judge), ctx.chat.include_usage))
+    meta = ctx.meta
+    meta.deployment, meta.attempts, meta.outcome = (
+        opened.step.dep.model,
+        chain.attempts.calls,
+        Outcome.STREAMING,
     )
-
-
-async def _store(store: Store, end: _Ending) -> None:
-    try:
-        await store(end.completion or {}, end.outcome)
-    except Exception:  # a cache that cannot store must not break a finished answer
-        log.exception("storing a streamed answer failed")
+    run = _Passthrough(ctx, chain, opened, view)
+    early = run.early()
+    if early is not None and early.rejection is not None:  # nothing was sent yet: a plain 422
+        run.charge()
+        opened.step.settle("ok")
+        await opened.stream.aclose()
+        raise early.rejection
+    return EventStream(run.events(early), headers={**SSE_HEADERS, **meta.headers()})

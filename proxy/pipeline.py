@@ -1,23 +1,21 @@
 """The request path, top to bottom: policy -> cache -> ladder (upstream, validate, repair, re-ask,
-fall back) -> store -> respond. Each step lives in its own module; this one only orchestrates."""
+fall back) -> store -> respond. Each step lives in its own module; this one only orchestrates, and
+hands back an `Answer` whose metadata is final once its body has been sent (proxy.answer)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
-from validators import RequestContext
-
+from .answer import Answer
 from .audit import AuditEvents
 from .auth import Caller
-from .cache import CachedAnswer, cache_key, decode_entry, encode_entry
+from .cache import CachedAnswer, cache_key, decode_entry
 from .cache.entry import STORABLE_OUTCOMES
+from .context import CacheMode, ChatContext, cache_mode
 from .errors import ModelNotFound, OutputValidationFailed, PermissionDenied, ProxyError
-from .ladder import Attempts, Verdict, run_ladder
+from .judge import request_context
+from .ladder import Verdict, run_ladder
 from .passthrough import passthrough_response
 from .policy import Policy
 from .respond import AnswerMeta, json_response, stream_response, waiting_stream
@@ -26,32 +24,6 @@ from .settings import ModelAlias
 from .wire import ChatRequest
 
 __all__ = ["CacheMode", "cache_mode", "handle_chat", "resolve_policy"]
-
-
-@dataclass(frozen=True)
-class CacheMode:
-    read: bool
-    write: bool
-    label: str  # the x-guardproxy-cache value on a miss
-
-
-_BYPASS = CacheMode(False, False, "bypass")
-_REFRESH = CacheMode(False, True, "refresh")
-_READ_WRITE = CacheMode(True, True, "miss")
-
-
-def cache_mode(cache_control: str, *, enabled: bool) -> CacheMode:
-    """What `Cache-Control` and the config allow for this request."""
-    if not enabled:
-        return _BYPASS
-    if not cache_control:
-        return _READ_WRITE
-    directives = {d.strip().lower() for d in cache_control.split(",")}
-    if "no-store" in directives:
-        return _BYPASS
-    if "no-cache" in directives:
-        return _REFRESH
-    return _READ_WRITE
 
 
 def resolve_policy(runtime: Runtime, alias: ModelAlias, override: str | None, caller: Caller) -> Policy:
@@ -75,8 +47,26 @@ async def handle_chat(
     headers: Mapping[str, str],
     *,
     request_id: str = "",
-) -> tuple[Response, AnswerMeta | None]:
-    """Answer one chat completion request."""
+    client_request_id: str | None = None,
+) -> Answer:
+    """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer."""
+    ctx = _context(services, runtime, caller, chat, headers, (request_id, client_request_id))
+    try:
+        return await _answer(ctx)
+    except ProxyError as exc:
+        ctx.fill_attempts()
+        return Answer.failed(exc, ctx.meta)
+
+
+def _context(
+    services: Services,
+    runtime: Runtime,
+    caller: Caller,
+    chat: ChatRequest,
+    headers: Mapping[str, str],
+    ids: tuple[str, str | None],
+) -> ChatContext:
+    """The request's alias, policy, validators, cache mode and key (404 / 403 raised here)."""
     alias = runtime.settings.models.get(chat.model)
     if alias is None:
         raise ModelNotFound(
@@ -84,8 +74,14 @@ async def handle_chat(
         )
     caller.check_alias(chat.model)
     policy = resolve_policy(runtime, alias, headers.get("x-guardproxy-policy"), caller)
-    ctx = RequestContext(response_format=chat.response_format, tools=chat.tools)
     settings = runtime.settings
+    judge = request_context(
+        chat.response_format,
+        chat.tools,
+        schemas=runtime.registry.schema_cache,
+        validation_ms=settings.limits.validation_ms,
+        tool_choice=chat.body.get("tool_choice"),
+    )
     mode = cache_mode(
         headers.get("cache-control", ""),
         enabled=settings.cache.backend != "none" and policy.spec.cache.enabled,
@@ -99,186 +95,106 @@ async def handle_chat(
         scope_key_hash=caller.key_hash if settings.cache.scope == "key" else None,
     )
     meta = AnswerMeta(policy=policy.name, cache=mode.label, cache_key=key)
+    validators = policy.validators_for(runtime.registry, judge)
+    events = AuditEvents(
+        services.audit,
+        request_id=ids[0],
+        alias=chat.model,
+        policy=policy.name,
+        inner=services.metrics.events(policy.name),
+        client_request_id=ids[1],
+    )
+    return ChatContext(
+        services, runtime, caller, chat, alias, policy, judge, validators, mode, meta, events, ids[0]
+    )
 
-    if mode.read:
-        hit = decode_entry(await services.cache.get(key))
+
+async def _answer(ctx: ChatContext) -> Answer:
+    chat, services = ctx.chat, ctx.services
+    if ctx.cache.read:
+        hit = decode_entry(await services.cache.get(ctx.key))
         if hit is not None:
             services.metrics.cache.labels("hit").inc()
             usage = hit.response.get("usage") or {}
             services.metrics.tokens_saved.labels(chat.model).inc(int(usage.get("total_tokens") or 0))
-            return _replay(hit, meta, chat), meta
-    services.metrics.cache.labels(mode.label).inc()
-
-    ttl = policy.spec.cache.ttl if policy.spec.cache.ttl is not None else settings.cache.ttl
-    attempts = Attempts()
-    events = AuditEvents(
-        services.audit,
-        request_id=request_id,
-        alias=chat.model,
-        policy=policy.name,
-        inner=services.metrics.events(policy.name),
-    )
-
-    async def produce() -> tuple[dict[str, Any], AnswerMeta]:
-        try:
-            verdict = await _answer(services, runtime, chat, alias, policy, ctx, attempts, events)
-        except OutputValidationFailed as exc:
-            events.rejected(exc.violations)
-            raise
-        _fill(meta, verdict, attempts)
-        if mode.write and verdict.outcome in STORABLE_OUTCOMES:
-            await _store(
-                services, key, ttl, verdict.completion, verdict.deployment, verdict.outcome, verdict.repairs
-            )
-        return verdict.completion, meta
-
-    async def produce_shared() -> tuple[dict[str, Any], AnswerMeta]:
-        if not mode.read:
-            return await produce()
-        shared: object = await services.flights.run(
-            key,
-            produce,
-            lookup=lambda: _lookup(services, key),  # type: ignore[arg-type, return-value]
-            wait=min(5.0, settings.retry.deadline),
-            lock_ttl=max(d.timeout for d in alias.deployments),
-        )
-        if isinstance(shared, CachedAnswer):  # another process produced it while we waited
-            hit_meta = AnswerMeta(policy=policy.name, cache="hit", cache_key=key)
-            _fill_from_entry(hit_meta, shared)
-            return shared.response, hit_meta
-        return shared  # type: ignore[return-value]
-
-    try:
-        if chat.stream and policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
-            response = await _passthrough(
-                services, runtime, chat, alias, policy, ctx, meta, attempts, mode, ttl, events
-            )
-            return response, meta
-        if chat.stream:
-            response = await waiting_stream(
-                produce_shared(),
-                include_usage=chat.include_usage,
-                keepalive=settings.server.keepalive_seconds,
-                error_response=ProxyError("The request failed.").body(),
-                meta=meta,
-            )
-            return response, meta
-        completion, final_meta = await produce_shared()
-        return json_response(completion, final_meta), final_meta
-    except ProxyError as exc:
-        _fill(meta, None, attempts)
-        exc.answer_meta = meta  # type: ignore[attr-defined]
-        meta.outcome = "rejected" if exc.status_code == 422 else "error"
-        exc.context_headers = meta.headers()
-        raise
-
-
-async def _answer(
-    services: Services,
-    runtime: Runtime,
-    chat: ChatRequest,
-    alias: ModelAlias,
-    policy: Policy,
-    ctx: RequestContext,
-    attempts: Attempts,
-    events: AuditEvents,
-) -> Verdict:
-    validators = policy.validators_for(runtime.registry, ctx)
-    return await run_ladder(
-        body=chat.body,
-        alias=chat.model,
-        chain=alias.deployments,
-        policy=policy,
-        validators=validators,
-        ctx=ctx,
-        upstream=services.upstream,
-        resilience=runtime.resilience,
-        deadline=runtime.resilience.deadline(),
-        attempts=attempts,
-        stream_upstream=chat.stream,
-        events=events,
-    )
-
-
-async def _passthrough(
-    services: Services,
-    runtime: Runtime,
-    chat: ChatRequest,
-    alias: ModelAlias,
-    policy: Policy,
-    ctx: RequestContext,
-    meta: AnswerMeta,
-    attempts: Attempts,
-    mode: CacheMode,
-    ttl: float,
-    events: AuditEvents,
-) -> Response:
-    async def store(completion: dict[str, Any], outcome: str) -> None:
-        if mode.write:
-            await _store(services, meta.cache_key, ttl, completion, meta.deployment, outcome, meta.repairs)
-
-    return await passthrough_response(
-        body=chat.body,
-        alias=chat.model,
-        chain=alias.deployments,
-        validators=policy.validators_for(runtime.registry, ctx),
-        ctx=ctx,
-        upstream=services.upstream,
-        resilience=runtime.resilience,
-        deadline=runtime.resilience.deadline(),
-        attempts=attempts,
-        max_attempts=policy.spec.max_attempts,
-        meta=meta,
-        include_usage=chat.include_usage,
-        store=store,
-        monitor=policy.spec.mode == "monitor",
-        allow_repair="repair" in policy.spec.on_fail,
-        events=events,
-    )
-
-
-async def _store(
-    services: Services,
-    key: str,
-    ttl: float,
-    completion: dict[str, Any],
-    deployment: str,
-    outcome: str,
-    repairs: Sequence[str],
-) -> None:
-    """Store a final answer under `key` and count the store (or the failed one)."""
-    entry = encode_entry(
-        response=completion, deployment=deployment, outcome=outcome, repairs=repairs, created=time.time()
-    )
-    stored = await services.cache.set(key, entry, ttl)
-    services.metrics.cache.labels("store" if stored else "error").inc()
-
-
-async def _lookup(services: Services, key: str) -> CachedAnswer | None:
-    return decode_entry(await services.cache.get(key))
-
-
-def _fill(meta: AnswerMeta, verdict: Verdict | None, attempts: Attempts) -> None:
-    meta.attempts = attempts.calls
-    meta.tokens = attempts.tokens
-    meta.cost = attempts.cost
-    if verdict is not None:
-        meta.outcome = verdict.outcome
-        meta.deployment = verdict.deployment
-        meta.repairs = verdict.repairs
-
-
-def _fill_from_entry(meta: AnswerMeta, entry: CachedAnswer) -> None:
-    meta.outcome = entry.outcome
-    meta.deployment = entry.deployment
-    meta.repairs = tuple(entry.repairs)
-    meta.attempts = 0
-    meta.tokens = 0
-
-
-def _replay(entry: CachedAnswer, meta: AnswerMeta, chat: ChatRequest) -> Response:
-    meta.cache = "hit"
-    _fill_from_entry(meta, entry)
+            return _replay(ctx, hit)
+    services.metrics.cache.labels(ctx.cache.label).inc()
+    if chat.stream and ctx.policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
+        return Answer(await passthrough_response(ctx), ctx.meta)
     if chat.stream:
-        return stream_response(entry.response, meta, include_usage=chat.include_usage)
-    return json_response(entry.response, meta)
+        keepalive = ctx.runtime.settings.server.keepalive_seconds
+        response = await waiting_stream(
+            _shared(ctx), ctx.meta, include_usage=chat.include_usage, keepalive=keepalive
+        )
+        return Answer(response, ctx.meta)
+    completion = await _shared(ctx)
+    return Answer(json_response(completion, ctx.meta), ctx.meta)
+
+
+async def _shared(ctx: ChatContext) -> dict[str, Any]:
+    """The answer, made once among concurrent identical requests (in this process and across); the meta
+    says how it was made, and what this request's own upstream calls cost."""
+    try:
+        if not ctx.cache.read:
+            produced = await _produce(ctx)
+        else:
+            produced = await ctx.services.flights.run(
+                ctx.key,
+                lambda: _produce(ctx),
+                lookup=lambda: _lookup(ctx),
+                wait=min(5.0, ctx.runtime.settings.retry.deadline),
+                lock_ttl=_lock_ttl(ctx),
+            )
+    finally:
+        ctx.fill_attempts()
+    ctx.meta.outcome, ctx.meta.deployment = produced.outcome, produced.deployment
+    ctx.meta.repairs = tuple(produced.repairs)
+    if ctx.chain is None and produced.created:  # another process made and stored it while we waited
+        ctx.meta.cache = "hit"
+    return produced.response
+
+
+def _lock_ttl(ctx: ChatContext) -> float:
+    """How long the cross-process lock holds: `cache.lock_ttl`, but at least one attempt's timeout."""
+    return max(ctx.runtime.settings.cache.lock_ttl, max(d.timeout for d in ctx.alias.deployments))
+
+
+async def _produce(ctx: ChatContext) -> CachedAnswer:
+    """Climb the ladder, let the record store see the verdict, store what may be cached."""
+    verdict: Verdict | None = None
+    rejected: list[Any] = []
+    try:
+        verdict = await run_ladder(ctx, ctx.new_chain())
+    except OutputValidationFailed as exc:
+        ctx.events.rejected(exc.violations)
+        rejected = exc.violations
+        raise
+    finally:  # the answer is settled: the record store decides whether to keep it (proxy.records)
+        if ctx.services.records is not None:
+            ctx.services.records.settle(
+                ctx.runtime.settings, ctx.policy, ctx.caller, request_id=ctx.request_id, alias=ctx.chat.model,
+                body=ctx.chat.body, cache_key=ctx.key, verdict=verdict, events=ctx.events, rejected=rejected,
+            )  # fmt: skip
+    ctx.meta.violations = tuple(v.to_dict() for v in verdict.violations)  # a committed stream's verdict
+    if verdict.outcome in STORABLE_OUTCOMES:
+        await ctx.store(
+            verdict.completion,
+            outcome=verdict.outcome,
+            deployment=verdict.deployment,
+            repairs=verdict.repairs,
+        )
+    # created 0: made by this request's flight just now (a stored entry always has its time)
+    return CachedAnswer(verdict.completion, verdict.deployment, verdict.outcome, verdict.repairs, 0.0)
+
+
+async def _lookup(ctx: ChatContext) -> CachedAnswer | None:
+    return decode_entry(await ctx.services.cache.get(ctx.key))
+
+
+def _replay(ctx: ChatContext, entry: CachedAnswer) -> Answer:
+    meta = ctx.meta
+    meta.cache, meta.outcome, meta.deployment = "hit", entry.outcome, entry.deployment
+    meta.repairs, meta.attempts, meta.tokens = tuple(entry.repairs), 0, 0
+    if ctx.chat.stream:
+        return Answer(stream_response(entry.response, meta, include_usage=ctx.chat.include_usage), meta)
+    return Answer(json_response(entry.response, meta), meta)

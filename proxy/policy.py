@@ -47,6 +47,7 @@ class PolicySpec(Frozen):
     budget: BudgetSpec = BudgetSpec()
     cache: PolicyCacheSpec = PolicyCacheSpec()
     stream: Literal["buffer", "passthrough"] = "buffer"
+    record: Literal["all", "failures", "feedback", "none"] | None = None  # None: config.yaml's `record`
 
     @field_validator("on_fail")
     @classmethod
@@ -71,17 +72,22 @@ class Policy:
     def name(self) -> str:
         return self.spec.name
 
-    _implicit: dict[bool, tuple[Validator, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _implicit: dict[tuple[bool, bool, bool], tuple[Validator, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def validators_for(self, registry: Registry, ctx: RequestContext) -> tuple[Validator, ...]:
-        """The policy's validators plus those the request's response_format brings in (built once)."""
-        if not ctx.wants_json():
+        """The policy's validators plus those the request brings in (built once per combination): a JSON
+        `response_format` brings json / json_schema, a forced tool call (`tool_choice` required or
+        naming a function) brings tool_calls; chat, streams and the Responses API all come here."""
+        wants_json, forced = ctx.wants_json(), ctx.forces_tool_call()
+        if not wants_json and not forced:
             return self.validators
-        with_schema = ctx.response_schema() is not None
-        found = self._implicit.get(with_schema)
+        shape = (wants_json, ctx.response_schema() is not None, forced)
+        found = self._implicit.get(shape)
         if found is None:
             extra = implicit_validators(registry, ctx, self.validators)
-            found = self._implicit[with_schema] = (*extra, *self.validators)
+            found = self._implicit[shape] = (*extra, *self.validators)
         return found
 
 

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from validators import Registry, RequestContext, check, default_registry
 
 from .judge import Judgement, judge, output_of
+from .outcome import Outcome, decide
 from .policy import Policy, load_policy
 from .yamlfile import ConfigError, Located, Problem, did_you_mean, load_yaml
 
@@ -21,7 +22,7 @@ OUTCOMES = ("pass", "repaired", "redacted", "flagged", "rejected")
 _CASE_KEYS = ("name", "output", "request", "expect")
 _EXPECT_KEYS = ("outcome", "violations", "content")
 _OUTPUT_KEYS = ("content", "tool_calls")
-_CONTEXT_KEYS = ("response_format", "tools", "messages")  # the request fields a case usually sets
+_CONTEXT_KEYS = ("response_format", "tools", "tool_choice", "messages")  # fields a case usually sets
 _NO_CASES = "no such cases file: write one (a YAML list of {name, output, request?, expect?}) or pass CASES"
 _NOT_OFFLINE = {"reasked": "would re-ask", "fallback": "would fall back"}
 
@@ -94,14 +95,13 @@ def _outcome(policy: Policy, verdict: Judgement) -> tuple[str, str]:
     """The header word the proxy would answer with (as proxy.ladder decides it), and why it refused."""
     spec = policy.spec
     if verdict.ok or spec.mode == "monitor":
-        if verdict.flagged or not verdict.ok:
-            return "flagged", ""
-        return ("repaired" if verdict.repairs else "redacted" if verdict.redactions else "pass"), ""
+        flagged = bool(verdict.flagged) or not verdict.ok
+        return decide(flagged=flagged, repaired=bool(verdict.repairs), redacted=bool(verdict.redactions)), ""
     if verdict.rejected:
-        return "rejected", "on_fail: reject"
+        return Outcome.REJECTED, "on_fail: reject"
     if "reask" in spec.on_fail and spec.reask.max > 0 and spec.max_attempts > 1:
-        return "rejected", _NOT_OFFLINE["reasked"]
-    return "rejected", _NOT_OFFLINE["fallback"] if "fallback" in spec.on_fail else ""
+        return Outcome.REJECTED, _NOT_OFFLINE["reasked"]
+    return Outcome.REJECTED, _NOT_OFFLINE["fallback"] if "fallback" in spec.on_fail else ""
 
 
 def _mismatches(expect: Mapping[str, Any], result: _Result) -> list[str]:
@@ -204,7 +204,8 @@ class _Parser:
         self.expect((i, "expect"), item.get("expect"))
         if len(self.problems) > count or message is None or not isinstance(name, str):
             return None
-        return _Case(name.strip(), message, RequestContext(rf, tuple(tools)), item.get("expect") or {})
+        ctx = RequestContext(rf, tuple(tools), tool_choice=request.get("tool_choice"))
+        return _Case(name.strip(), message, ctx, item.get("expect") or {})
 
     def expect(self, loc: Loc, raw: Any) -> None:
         expect = self.mapping(loc, raw, _EXPECT_KEYS, "a mapping {outcome?, violations?, content?}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from validators import (
     Output,
     RequestContext,
     StreamGuard,
+    ValidationBudgetExceeded,
     Validator,
     Violation,
     check,
@@ -19,6 +21,7 @@ from validators import (
     repair,
 )
 
+from .outcome import Outcome, decide
 from .upstream import ChunkAssembler
 
 __all__ = ["Relay", "Settled", "settle", "stream_view"]
@@ -79,6 +82,8 @@ class Relay:
         if not self.template:
             self.template = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
             self.template["object"] = "chat.completion.chunk"
+            if not isinstance(self.template["created"], int):  # some upstreams omit it (or send null)
+                self.template["created"] = int(time.time())
         out = []
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -105,7 +110,7 @@ class Relay:
 class Settled:
     """The verdict on a finished stream: what blocks it, what to report, the tool calls to release."""
 
-    outcome: str
+    outcome: Outcome
     blocking: list[Violation]
     reported: list[Violation]
     tool_calls: tuple[Mapping[str, Any], ...]
@@ -122,7 +127,23 @@ def _found(
 def settle(
     relay: Relay, validators: Sequence[Validator], ctx: RequestContext, *, allow_repair: bool, fallback: bool
 ) -> Settled:
-    """Judge the whole answer: tool calls (never sent yet) are redacted and repaired; the text is checked."""
+    """Judge the whole answer: tool calls (never sent yet) are redacted and repaired; the text is checked.
+
+    Within the request's validation budget: over it, the stream is refused (tool calls withheld).
+    """
+    if ctx.budget is None:
+        return _settle(relay, validators, ctx, allow_repair=allow_repair, fallback=fallback)
+    try:
+        with ctx.budget.running():
+            return _settle(relay, validators, ctx, allow_repair=allow_repair, fallback=fallback)
+    except ValidationBudgetExceeded as exc:
+        over = Violation("budget", f"{exc}; raise limits.validation_ms or simplify the schema", None)
+        return Settled(decide(rejected=True), [over], [*relay.violations, over], ())
+
+
+def _settle(
+    relay: Relay, validators: Sequence[Validator], ctx: RequestContext, *, allow_repair: bool, fallback: bool
+) -> Settled:
     message = relay.assembler.completion()["choices"][0]["message"]
     output = Output(relay.text or None, tuple(message.get("tool_calls") or ()), relay.finish_reason)
     redacted = relay.text != relay.assembler.text()
@@ -139,12 +160,11 @@ def settle(
             found = _found(validators, output, ctx)
     blocking = [v for b, v in found if b]
     reported = list(dict.fromkeys([*relay.violations, *(v for _, v in found)]))
-    if blocking:
-        outcome = "rejected"
-    elif found:
-        outcome = "flagged"
-    elif fallback:
-        outcome = "fallback"
-    else:
-        outcome = "repaired" if repairs else "redacted" if redacted else "pass"
+    outcome = decide(
+        rejected=bool(blocking),
+        flagged=bool(found),
+        fallback=fallback,
+        repaired=bool(repairs),
+        redacted=redacted,
+    )
     return Settled(outcome, blocking, reported, output.tool_calls, repairs)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from .errors import (
     DeadlineExceeded,
@@ -66,9 +66,13 @@ class RetryBudget:
     """Retries may add at most `ratio` of the first attempts over a sliding window (at least `minimum`)."""
 
     def __init__(self, ratio: float, minimum: int, window: float, clock: Clock = time.monotonic) -> None:
-        self._ratio, self._min, self._window, self._clock = ratio, minimum, window, clock
+        self._clock = clock
+        self.configure(ratio, minimum, window)
         self._firsts: deque[float] = deque()
         self._retries: deque[float] = deque()
+
+    def configure(self, ratio: float, minimum: int, window: float) -> None:
+        self._ratio, self._min, self._window = ratio, minimum, window
 
     def _trim(self, now: float) -> None:
         for q in (self._firsts, self._retries):
@@ -99,18 +103,23 @@ class Cooldowns:
     """
 
     def __init__(self, failures: int, seconds: float, clock: Clock = time.monotonic) -> None:
-        self._limit, self._seconds, self._clock = failures, seconds, clock
-        self._probe_timeout = max(seconds, 1.0)
+        self._clock = clock
+        self.configure(failures, seconds)
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
         self._probes: dict[str, float] = {}  # key -> when its probe started
+
+    def configure(self, failures: int, seconds: float) -> None:
+        self._limit, self._seconds = failures, seconds
+        self._probe_timeout = max(seconds, 1.0)
 
     def _probing(self, key: str, now: float) -> bool:
         started = self._probes.get(key)
         return started is not None and now - started < self._probe_timeout
 
-    def available(self, key: str) -> bool:
-        """Whether a request may use `key` now; after a cooldown the first caller becomes the probe."""
+    def try_claim(self, key: str) -> bool:
+        """Claim `key` for a request: True when it may be used now. After a cooldown the first caller
+        to ask is claimed as the probe (and the others are refused until it reports); `cooling` only looks."""
         until = self._until.get(key)
         if until is None:
             return True
@@ -136,7 +145,8 @@ class Cooldowns:
         self._probes.pop(key, None)
 
     def failure(self, key: str, error: BaseException | None = None) -> None:
-        if isinstance(error, UpstreamRejected):
+        if isinstance(error, UpstreamRejected):  # the request's fault: the deployment answered
+            self._probes.pop(key, None)  # a probe it was frees its slot; the next caller probes
             return
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
@@ -148,16 +158,13 @@ class Cooldowns:
         return {k: self.cooling(k) for k in set(self._failures) | set(self._until)}
 
 
-def _numbered(number: int) -> RetryCallState:
-    """A tenacity call state at attempt `number`, for its wait strategies."""
-    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # waits read only the number
-    state.attempt_number = number
-    return state
-
-
 class Resilience:
-    """Runs one deployment's attempts with tenacity: transient errors only, backoff with full jitter,
-    Retry-After honoured when it fits the deadline, the retry budget and the attempt cap respected."""
+    """Runs one deployment's attempts with one tenacity `AsyncRetrying`: transient errors only, backoff
+    with full jitter or the provider's Retry-After, stopped by the attempt count, the policy's attempt
+    cap, the deadline (the pause must fit) and the retry budget, in that order.
+
+    Holds the per-app health state (cooldowns, retry budget): it lives in `Services`, so a reload keeps
+    it and only `configure`s the new numbers."""
 
     def __init__(
         self, settings: RetrySettings, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
@@ -167,6 +174,12 @@ class Resilience:
         self.sleep = sleep
         self.budget = RetryBudget(settings.budget_ratio, settings.budget_min, settings.budget_window, clock)
         self.cooldowns = Cooldowns(settings.cooldown_failures, settings.cooldown_seconds, clock)
+
+    def configure(self, settings: RetrySettings) -> None:
+        """Take a reloaded `retry` section; the cooldowns and the budget keep what they counted."""
+        self.settings = settings
+        self.budget.configure(settings.budget_ratio, settings.budget_min, settings.budget_window)
+        self.cooldowns.configure(settings.cooldown_failures, settings.cooldown_seconds)
 
     def deadline(self) -> Deadline:
         return Deadline(self.settings.deadline, self.clock)
@@ -179,50 +192,48 @@ class Resilience:
         may_attempt: Callable[[], bool],
         on_retry: Callable[[UpstreamFailure], None] | None = None,
     ) -> T:
-        """Call `attempt(timeout)` until it succeeds or retrying is pointless; re-raise the last failure.
-
-        The first attempt runs bare: most calls succeed at once and never pay for tenacity's machinery.
-        A retry is planned by `plan` (attempt numbers count the first one) and run by tenacity.
-        """
+        """Call `attempt(time left)` until it succeeds or retrying is pointless; re-raise the last failure."""
         backoff = wait_random_exponential(
             multiplier=self.settings.initial_backoff, max=self.settings.max_backoff
         )
-        planned: dict[int, float] = {}
 
-        def plan(exc: BaseException | None, number: int) -> bool:
-            """Whether to retry after attempt `number` failed with `exc`; records the pause before it."""
-            if not isinstance(exc, UpstreamFailure) or not exc.transient:
-                return False
-            if number >= self.settings.attempts or not may_attempt():
-                return False
-            pause = exc.retry_after if exc.retry_after is not None else float(backoff(_numbered(number)))
-            if pause >= deadline.remaining - _MARGIN:
-                return False  # it cannot fit: go to the next deployment at once
-            if not self.budget.try_spend():
-                return False
-            planned[number] = pause
-            if on_retry is not None:
-                on_retry(exc)
-            return True
+        def pause(state: RetryCallState) -> float:  # tenacity's `wait`: Retry-After, else backoff
+            hint = getattr(_failure(state), "retry_after", None)
+            return float(hint) if hint is not None else float(backoff(state))
+
+        def give_up(state: RetryCallState) -> bool:  # tenacity's `stop`, after `wait` set the pause
+            return (
+                state.attempt_number >= self.settings.attempts
+                or not may_attempt()
+                or state.upcoming_sleep >= deadline.remaining - _MARGIN  # go to the next deployment now
+                or not self.budget.try_spend()  # last: only a retry that will happen spends a token
+            )
+
+        def announce(state: RetryCallState) -> None:
+            failure = _failure(state)
+            if on_retry is not None and failure is not None:
+                on_retry(failure)
 
         self.budget.record_first()
-        try:
+        try:  # the first attempt without tenacity: a call that succeeds never builds `AsyncRetrying`
             return await attempt(deadline.check())
         except UpstreamFailure as exc:
-            if not plan(exc, 1):
+            if not exc.transient:
                 raise
-        await self.sleep(planned.pop(1))
-        retrying = AsyncRetrying(  # tenacity's attempt n is our attempt n + 1
-            stop=stop_after_attempt(self.settings.attempts - 1),
-            wait=lambda state: planned.pop(state.attempt_number + 1, 0.0),
-            retry=lambda state: plan(
-                state.outcome.exception() if state.outcome else None, state.attempt_number + 1
-            ),
+            first: UpstreamFailure | None = exc
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamFailure) and exc.transient),
+            wait=pause,
+            stop=give_up,
+            before_sleep=announce,
             sleep=self.sleep,
             reraise=True,
         )
-        async for state in retrying:
+        async for state in retrying:  # from the first retry on, with the same rules
             with state:
+                if first is not None:  # tenacity's attempt 1 is the one that already failed
+                    failed, first = first, None
+                    raise failed
                 return await attempt(deadline.check())
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -245,6 +256,11 @@ class Resilience:
             error.code = "deployments_cooling_down"
             return error
         return final_failure(failures)
+
+
+def _failure(state: RetryCallState) -> UpstreamFailure | None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return exc if isinstance(exc, UpstreamFailure) else None
 
 
 def final_failure(failures: Sequence[UpstreamFailure]) -> ProxyError:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .errors import ProxyError
 from .wire import SSE_DONE, completion_to_chunks, sse
 
 __all__ = [
-    "SSE_HEADERS",
     "AnswerMeta",
+    "EventStream",
+    "SSE_HEADERS",
     "error_response",
+    "exact_decimal",
     "json_response",
     "stream_response",
     "waiting_stream",
@@ -42,6 +46,8 @@ class AnswerMeta:
     tokens: int = 0
     cost: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    violations: tuple[dict[str, Any], ...] = ()  # what this request's ladder found in its answer
+    status: int | None = None  # how the answer ended when not as its HTTP status (an in-band error, 499)
 
     def headers(self) -> dict[str, str]:
         out = {
@@ -56,14 +62,22 @@ class AnswerMeta:
         if self.repairs:
             out["x-guardproxy-repairs"] = ",".join(self.repairs)
         if self.cost is not None:
-            out["x-guardproxy-cost"] = f"{self.cost:.8f}"
+            out["x-guardproxy-cost"] = exact_decimal(self.cost)
         out.update(self.extra)
         return out
 
 
-def error_response(exc: ProxyError, request_id: str | None = None) -> Response:
-    """The OpenAI-shaped error answer, with the exception's context headers (x-guardproxy-*)."""
-    headers = {**exc.context_headers, **exc.headers()}
+def exact_decimal(value: float) -> str:
+    """The shortest decimal that reads back as `value`, never in exponent form (1.5e-05 -> 0.000015)."""
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def error_response(
+    exc: ProxyError, request_id: str | None = None, *, context: Mapping[str, str] | None = None
+) -> Response:
+    """The OpenAI-shaped error answer; `context`: the x-guardproxy-* headers of the request it ended."""
+    headers = {**exc.context_headers, **(context or {}), **exc.headers()}
     if request_id:
         headers["x-request-id"] = request_id
     return Response(
@@ -99,6 +113,17 @@ class _ReplayedStream(Response):
         self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
 
 
+class EventStream(StreamingResponse):
+    """A live event stream, without Starlette's per-response disconnect listener (a task group and one
+    more task per stream, on ASGI servers below spec 2.4): `proxy.lifecycle` already watches every
+    request and cancels it when its client leaves, which closes the body iterator."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream_response(send)
+
+
 def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_usage: bool) -> Response:
     """A complete answer replayed as OpenAI chunks: every event is known, so they go out in one body
     (a streaming response would spend a task and a write per chunk on what is already here)."""
@@ -108,17 +133,17 @@ def stream_response(completion: Mapping[str, Any], meta: AnswerMeta, *, include_
 
 
 async def waiting_stream(
-    work: Awaitable[tuple[Mapping[str, Any], AnswerMeta]],
+    work: Awaitable[Mapping[str, Any]],
+    meta: AnswerMeta,
     *,
     include_usage: bool,
     keepalive: float,
-    error_response: Any,
-    meta: AnswerMeta | None = None,
 ) -> Response:
     """Wait for a buffered answer; if it takes longer than `keepalive`, commit to a 200 stream, send SSE
     comments while waiting and report the verdict in the last chunk (outcome `streaming`).
 
-    `meta` gives the headers known before the answer (policy, cache state and key) to a committed stream.
+    `meta` has the headers known before the answer (policy, cache state and key); `work` fills in the
+    rest. A failure after the commit ends the stream with one error event and is noted on `meta`.
     """
     task = asyncio.ensure_future(work)
     try:
@@ -127,38 +152,49 @@ async def waiting_stream(
         task.cancel()
         raise
     if done:
-        completion, final = task.result()  # errors propagate to the app's handler with their status
-        return stream_response(completion, final, include_usage=include_usage)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            yield KEEP_ALIVE  # commits the 200 now: the client and any intermediary see the stream alive
-            while not task.done():
-                finished, _ = await asyncio.wait({task}, timeout=keepalive)
-                if not finished:
-                    yield KEEP_ALIVE
-            try:
-                completion, final = task.result()
-            except ProxyError as exc:
-                yield sse(exc.body())
-                return
-            except Exception:
-                log.exception("buffered stream failed")
-                yield sse(error_response)
-                return
-            verdict = {"outcome": final.outcome, "violations": [], "attempts": final.attempts}
-            for event in _events(completion, include_usage, verdict):
-                yield event
-        finally:
-            if not task.done():
-                task.cancel()
-
-    known = {}
-    if meta is not None:
-        known = {
-            "x-guardproxy-policy": meta.policy,
-            "x-guardproxy-cache": meta.cache,
-            "x-guardproxy-cache-key": meta.cache_key,
-        }
+        completion = task.result()  # errors propagate to the pipeline with their status
+        return stream_response(completion, meta, include_usage=include_usage)
+    known = {
+        "x-guardproxy-policy": meta.policy,
+        "x-guardproxy-cache": meta.cache,
+        "x-guardproxy-cache-key": meta.cache_key,
+    }
     headers = {**SSE_HEADERS, **known, "x-guardproxy-outcome": "streaming"}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return EventStream(_committed(task, meta, include_usage, keepalive), headers=headers)
+
+
+async def _committed(
+    task: asyncio.Future[Mapping[str, Any]], meta: AnswerMeta, include_usage: bool, keepalive: float
+) -> AsyncGenerator[bytes, None]:
+    """The body of a committed buffered stream: keep-alives until the answer is there, then the answer."""
+    try:
+        yield KEEP_ALIVE  # commits the 200 now: the client and any intermediary see the stream alive
+        while not task.done():
+            finished, _ = await asyncio.wait({task}, timeout=keepalive)
+            if not finished:
+                yield KEEP_ALIVE
+        try:
+            completion = task.result()
+        except ProxyError as exc:
+            meta.status, meta.outcome = exc.status_code, "rejected" if exc.status_code == 422 else "error"
+            yield sse(exc.body())
+            return
+        except Exception:
+            log.exception("buffered stream failed")
+            meta.status, meta.outcome = 500, "error"
+            yield sse(ProxyError("The request failed.").body())
+            return
+        verdict: dict[str, Any] = {
+            "outcome": meta.outcome,
+            "violations": list(meta.violations),
+            "attempts": meta.attempts,
+            "total_tokens": meta.tokens,  # the headers left before these were known
+        }
+        if meta.cost is not None:
+            verdict["cost"] = meta.cost
+        for event in _events(completion, include_usage, verdict):
+            yield event
+    finally:
+        if not task.done():
+            meta.status = 499  # the client left before the answer
+            task.cancel()

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .access_log import log_request
-from .errors import ModelNotFound, ProxyError, RequestTimeout, RequestTooLarge, internal_error
+from .answer import Answer, Ledger
+from .auth import Caller, KeyStore
+from .errors import (
+    ModelNotFound,
+    PermissionDenied,
+    ProxyError,
+    RequestTimeout,
+    RequestTooLarge,
+    internal_error,
+)
 from .pipeline import handle_chat
-from .respond import error_response
 from .services import Services
 from .settings import ServerSettings
 from .wire import decode_body, parse_chat_request, parse_embedding_request
@@ -30,6 +36,15 @@ def services_of(request: Request) -> Services:
 
 class ClientGone(Exception):
     """The client disconnected before its request body arrived."""
+
+
+def authenticated(scope: Scope, keys: KeyStore, authorization: str | None) -> Caller:
+    """The caller the guard authenticated with these same keys (proxy.app), else authenticate now."""
+    found = scope.get("state", {}).get("caller")
+    if found is not None and found[0] is keys:
+        caller: Caller = found[1]
+        return caller
+    return keys.authenticate(authorization)
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -67,115 +82,95 @@ async def read_body(receive: Receive, headers: Mapping[str, str], server: Server
         raise RequestTimeout(f"The request body did not arrive within {server.body_timeout:g} s.") from None
 
 
-class ChatEndpoint:
-    """POST /v1/chat/completions as a plain ASGI app: the hot path builds no Starlette Request and
-    passes through no router (proxy.app sends it here directly)."""
+Handler = Callable[[Services, Scope, Receive, Ledger], Awaitable[Answer]]
+
+
+class AccountedEndpoint:
+    """A plain ASGI endpoint (no Starlette Request) that runs `handler`, sends its answer, then accounts
+    for it once it has ended, at the client's disconnect at the latest (proxy.answer). A refusal the
+    handler raises becomes its error answer; `route` labels the request metrics."""
+
+    def __init__(self, route: str, handler: Handler) -> None:
+        self.route, self.handler = route, handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["app"].state.services
-        response = await _chat(services, scope, receive)
-        if response is not None:
-            await response(scope, receive, send)
+        ledger = Ledger.open(services, scope, self.route)
+        answer: Answer | None = None
+        gone: int | None = None
+        try:
+            try:
+                answer = await self.handler(services, scope, receive, ledger)
+            except ProxyError as exc:
+                answer = Answer.failed(exc)
+            except ClientGone:
+                raise
+            except Exception as exc:
+                log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
+                answer = Answer.failed(internal_error())
+            await answer(scope, receive, send)
+        except ClientGone:
+            gone = 499  # nobody left to answer
+        except asyncio.CancelledError:
+            gone = 499  # the client went away (proxy.lifecycle cancelled the request), not a server error
+            raise
+        finally:
+            await ledger.close(answer, status=gone)
 
 
-async def _chat(services: Services, scope: Scope, receive: Receive) -> Response | None:
+class ChatEndpoint(AccountedEndpoint):
+    """POST /v1/chat/completions: the hot path passes through no router (proxy.app sends it here)."""
+
+    def __init__(self) -> None:
+        super().__init__("chat", _chat)
+
+
+async def _chat(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
     runtime = services.runtime
-    started = time.perf_counter()
-    alias, status, outcome = "", 500, "error"
-    caller = None
-    meta = None
-    response: Response | None = None
     headers = header_map(scope)
-    request_id = scope.get("state", {}).get("request_id", "")
-    try:
-        raw = await read_body(receive, headers, runtime.settings.server)
-        caller = runtime.keys.authenticate(headers.get("authorization"))
-        await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
-        chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
-        alias = chat.model if chat.model in runtime.settings.models else ""
-        response, meta = await handle_chat(services, runtime, caller, chat, headers, request_id=request_id)
-        status = response.status_code
-        outcome = meta.outcome if meta else "pass"
-        if meta is not None and meta.tokens:
-            services.metrics.tokens.labels(alias, caller.name).inc(meta.tokens)
-            if meta.cost:
-                services.metrics.cost.labels(alias, caller.name).inc(meta.cost)
-    except ProxyError as exc:
-        status = exc.status_code
-        outcome = "rejected" if status == 422 else "error"
-        meta = getattr(exc, "answer_meta", None)
-        response = error_response(exc)
-    except ClientGone:
-        status = 499  # nobody left to answer
-    except asyncio.CancelledError:
-        status = 499  # the client went away (proxy.lifecycle cancelled the request), not a server error
-        raise
-    except Exception as exc:
-        log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
-        response = error_response(internal_error())
-    finally:
-        services.metrics.requests.labels(alias, outcome, str(status)).inc()
-        services.metrics.latency.labels(alias).observe(time.perf_counter() - started)
-        tokens = meta.tokens if meta is not None else 0
-        if caller is not None and tokens:
-            await services.limiter.spend(caller.name, tokens)
-        log_request(
-            request_id=request_id,
-            method="POST",
-            path=scope["path"],
-            key=caller.name if caller is not None else None,
-            alias=alias,
-            policy=meta.policy if meta is not None else None,
-            deployment=meta.deployment if meta is not None else None,
-            outcome=outcome,
-            attempts=meta.attempts if meta is not None else 0,
-            cache=meta.cache if meta is not None else None,
-            status=status,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            tokens=tokens,
-            cost=meta.cost if meta is not None else None,
+    # the key first, from the headers: a keyless caller (who holds no in-flight slot) is refused
+    # before its body is awaited, so it cannot keep a connection busy for `body_timeout`
+    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
+    raw = await read_body(receive, headers, runtime.settings.server)
+    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    hits = services.hits
+    if hits is not None:  # these exact bytes were a hit before: answer from memory (proxy.hits)
+        hit = hits.find(runtime, raw, caller, headers)
+        if hit is not None:
+            ledger.alias = hit.alias
+            hit.count(services.metrics)
+            return hit.answer
+    chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
+    ledger.alias = chat.model if chat.model in runtime.settings.models else ""
+    answer = await handle_chat(
+        services,
+        runtime,
+        caller,
+        chat,
+        headers,
+        request_id=ledger.request_id,
+        client_request_id=ledger.client_request_id,
+    )
+    meta = answer.meta
+    if hits is not None and meta is not None and meta.cache == "hit" and answer.error is None:
+        hits.learn(
+            runtime,
+            raw,
+            caller,
+            headers,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            meta=meta,
+            alias=chat.model,
         )
-    return response
+    return answer
 
 
-async def embeddings(request: Request) -> Response:
-    services = services_of(request)
-    started = time.perf_counter()
-    status, response = 500, None
-    try:
-        response = await _embeddings(request, services)
-        status = response.status_code
-        return response
-    except ProxyError as exc:
-        status = exc.status_code
-        raise
-    finally:
-        headers = response.headers if response is not None else {}
-        tokens = int(headers.get("x-guardproxy-total-tokens", 0))
-        key_name = request.scope.get("state", {}).get("key_name")
-        if key_name and tokens:
-            await services.limiter.spend(key_name, tokens)
-        log_request(
-            request_id=request.scope.get("state", {}).get("request_id", ""),
-            method=request.method,
-            path=request.url.path,
-            key=key_name,
-            alias=request.scope.get("state", {}).get("alias"),
-            deployment=headers.get("x-guardproxy-deployment"),
-            outcome="pass" if status == 200 else "error",
-            attempts=int(headers.get("x-guardproxy-attempts", 0)),
-            cache=headers.get("x-guardproxy-cache"),
-            status=status,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            tokens=tokens,
-        )
-
-
-async def _embeddings(request: Request, services: Services) -> Response:
+async def _embeddings(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
     runtime = services.runtime
-    raw = await read_body(request.receive, request.headers, runtime.settings.server)
-    caller = runtime.keys.authenticate(request.headers.get("authorization"))
-    request.scope.setdefault("state", {})["key_name"] = caller.name
+    headers = header_map(scope)
+    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
+    raw = await read_body(receive, headers, runtime.settings.server)
     await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
     embed = parse_embedding_request(decode_body(raw))
     alias = runtime.settings.models.get(embed.model)
@@ -184,21 +179,36 @@ async def _embeddings(request: Request, services: Services) -> Response:
             f"The model '{embed.model}' does not exist; GET /v1/models lists the models.", param="model"
         )
     caller.check_alias(embed.model)
-    request.scope["state"]["alias"] = embed.model
+    ledger.alias = embed.model
     from .embeddings import handle_embeddings
 
-    return await handle_embeddings(services, runtime, caller, embed, alias, request.headers)
+    return await handle_embeddings(services, caller, embed, alias, headers)
+
+
+embeddings = AccountedEndpoint("embeddings", _embeddings)
 
 
 async def list_models(request: Request) -> Response:
     runtime = services_of(request).runtime
     caller = runtime.keys.authenticate(request.headers.get("authorization"))
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "guardproxy"}
-        for name in runtime.settings.models
-        if caller.may_use(name)
-    ]
+    data = [_model_entry(name) for name in runtime.settings.models if caller.may_use(name)]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+
+async def get_model(request: Request) -> Response:
+    """GET /v1/models/{id}: the alias as it appears in the list; 404 when unknown or not the caller's."""
+    runtime = services_of(request).runtime
+    caller = runtime.keys.authenticate(request.headers.get("authorization"))
+    name = request.path_params["model_id"]
+    if name not in runtime.settings.models or not caller.may_use(name):
+        raise ModelNotFound(
+            f"The model '{name}' does not exist; GET /v1/models lists the models.", param="model"
+        )
+    return Response(orjson.dumps(_model_entry(name)), media_type="application/json")
+
+
+def _model_entry(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "guardproxy"}
 
 
 async def health(request: Request) -> Response:
@@ -207,6 +217,10 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services = services_of(request)
-    for key, cooling in services.runtime.resilience.cooldowns.states().items():
+    if services.runtime.settings.server.metrics_auth == "admin":  # keys, aliases and spend per tenant
+        caller = services.runtime.keys.authenticate(request.headers.get("authorization"))
+        if not caller.admin:  # the anonymous caller (no keys configured) is admin
+            raise PermissionDenied("This API key may not read /metrics; use a key with admin: true.")
+    for key, cooling in services.resilience.cooldowns.states().items():
         services.metrics.cooldown.labels(key).set(1 if cooling else 0)
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

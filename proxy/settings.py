@@ -21,6 +21,7 @@ __all__ = [
     "LimitSettings",
     "LogSettings",
     "ModelAlias",
+    "ResponsesSettings",
     "RetrySettings",
     "ServerSettings",
     "Settings",
@@ -43,9 +44,20 @@ class ServerSettings(Frozen):
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     max_in_flight: int = Field(256, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
+    # after SIGTERM: seconds of not-ready while still serving, so a load balancer takes us out first
+    drain_delay: float = Field(5.0, ge=0, le=300)
+    # seconds between looks at config.yaml and the policies folder; an edit applies once it has stayed the
+    # same across two looks, so within about twice this (plus the load)
+    reload_interval: float = Field(0.5, gt=0, le=60)
     keepalive_seconds: float = Field(10.0, gt=0)
     body_timeout: float = Field(30.0, gt=0)  # 408 when the body is not complete by then (slowloris)
     admin_ui: bool = True
+    # /metrics names keys, aliases and spend: with keys configured only an admin key reads it
+    # (`none`: open, for a scraper on a private network); without keys it is always open
+    metrics_auth: Literal["admin", "none"] = "admin"
+    # Host header names served, any port ("*": any). Empty: the loopback names (localhost, 127.0.0.1,
+    # [::1]) when `host` is a loopback address, else any; other names get 421 (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class LimitSettings(Frozen):
@@ -57,6 +69,15 @@ class LimitSettings(Frozen):
     max_tokens: int = Field(1_000_000, ge=1)
     max_schema_depth: int = Field(32, ge=1)
     max_stop: int = Field(4, ge=1)
+    # time one request may spend validating and repairing outputs (all attempts); over it: 422
+    validation_ms: float = Field(500.0, gt=0)
+    # estimated bytes of compiled schemas kept (LRU); one larger schema is compiled per use, never kept
+    schema_cache_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    # one upstream body (decompressed) or one stream's assembled output; past it: a failed attempt
+    max_upstream_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # passthrough streams: seconds without a chunk, and seconds for the whole stream
+    stream_idle_timeout: float = Field(60.0, gt=0)
+    stream_max_seconds: float = Field(600.0, gt=0)
 
 
 class ApiKey(Frozen):
@@ -139,6 +160,23 @@ class CacheSettings(Frozen):
     size_limit_mb: int = Field(1024, ge=1)
     scope: Literal["key", "global"] = "key"
     lock_ttl: float = Field(30.0, gt=0)
+    # the per-process memory tier in front of the backend (proxy.cache.memory): its size (0: none), and
+    # how long a copy is served without asking the backend (the bound on seeing another process's
+    # `cache clear`, feedback eviction or expiry)
+    memory_mb: int = Field(64, ge=0)
+    memory_ttl: float = Field(1.0, ge=0, le=60)
+    # HMAC key signing every entry. Unset: disk generates one into its folder (0600); redis refuses to
+    # start, since replicas must share it and nothing they share is secret enough to derive it from.
+    secret: str | None = Field(None, min_length=16, repr=False)
+
+    @model_validator(mode="after")
+    def _redis_needs_secret(self) -> CacheSettings:
+        if self.backend == "redis" and self.secret is None:
+            raise ValueError(
+                "cache.secret is required with backend redis (the same on every replica,"
+                " e.g. secret: ${GUARDPROXY_CACHE_SECRET}, at least 16 characters)"
+            )
+        return self
 
 
 class LogSettings(Frozen):
@@ -147,6 +185,10 @@ class LogSettings(Frozen):
     audit_path: Path | None = Path(".guardproxy/audit.jsonl")
     audit_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     audit_backups: int = Field(5, ge=0)
+
+
+class ResponsesSettings(Frozen):
+    ttl: float = Field(2592000, ge=0)  # seconds a stored /v1/responses answer is kept (store: true)
 
 
 class Settings(Frozen):
@@ -159,6 +201,10 @@ class Settings(Frozen):
     retry: RetrySettings = RetrySettings()
     cache: CacheSettings = CacheSettings()
     logging: LogSettings = LogSettings()
+    responses: ResponsesSettings = ResponsesSettings()
+    # what the feedback / review store keeps (proxy.records); a policy's own `record:` overrides it
+    record: Literal["all", "failures", "feedback", "none"] = "failures"
+    record_ttl: float = Field(604800, gt=0)  # seconds a recorded answer is kept
     policies_dir: Path = Path("policies")
     default_policy: str = "default"
     config_path: Path | None = None

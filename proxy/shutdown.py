@@ -1,9 +1,12 @@
 """Graceful shutdown: SIGTERM/SIGINT start a drain; open requests get until shortly before the grace ends.
 
-uvicorn (`timeout_graceful_shutdown` = `server.shutdown_grace`) stops accepting connections at the
-signal and cancels whatever still runs when the grace period is over, which would cut streams without
-a word. `Drain` stops them a little earlier, so `proxy.lifecycle` can end those
-requests properly: an error event on an open stream, a 503 on an unanswered request.
+The signal first turns the replica not-ready (`/health/ready` answers 503) while it keeps serving, old
+and new requests alike, for `server.drain_delay` seconds: a load balancer notices and stops sending.
+Only then does uvicorn get the signal: it stops accepting connections and
+(`timeout_graceful_shutdown` = `server.shutdown_grace`) cancels whatever still runs when the grace
+period is over, which would cut streams without a word. `Drain` stops them a little earlier, so
+`proxy.lifecycle` can end those requests properly: an error event on an open stream, a 503 on an
+unanswered request. A second signal during the delay is passed on at once.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Drain:
     """One app's shutdown state: `draining` from the signal; at `stop_after` the open requests are ended."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, delay: float = 0.0) -> None:
         self.grace = grace
+        self.delay = delay  # not-ready but serving, before the server itself starts shutting down
         # leave the server time to write the closing events before it cancels what is left
         self.stop_after = max(0.0, grace - min(1.0, grace * 0.2))
         self.draining = False
@@ -41,7 +45,7 @@ class Drain:
         if self.draining:
             return
         self.draining = True
-        asyncio.get_running_loop().call_later(self.stop_after, self._stop)
+        asyncio.get_running_loop().call_later(self.delay + self.stop_after, self._stop)
 
     def _stop(self) -> None:
         self.stopped = True
@@ -59,14 +63,21 @@ def install_signal_hook(drain: Drain, loop: asyncio.AbstractEventLoop) -> Callab
         return lambda: None
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in _SIGNALS}
 
-    def handler(sig: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(drain.begin)
+    def pass_on(sig: int, frame: FrameType | None) -> None:
         before = previous.get(sig)
         if callable(before):
             before(sig, frame)
         elif before == signal.SIG_DFL:
             signal.signal(sig, signal.SIG_DFL)
             signal.raise_signal(sig)
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        if drain.draining or drain.delay <= 0:  # a second signal, or no delay: the server stops now
+            loop.call_soon_threadsafe(drain.begin)
+            pass_on(sig, frame)
+            return
+        loop.call_soon_threadsafe(drain.begin)
+        loop.call_soon_threadsafe(loop.call_later, drain.delay, pass_on, sig, None)
 
     for sig in _SIGNALS:
         signal.signal(sig, handler)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from .content_parts import clean_part
 from .errors import InvalidJSON, InvalidRequest
 from .settings import LimitSettings
 
 __all__ = [
     "ChatRequest",
     "EmbeddingRequest",
+    "SSE_DONE",
     "completion_to_chunks",
     "decode_body",
     "parse_chat_request",
     "parse_embedding_request",
     "sse",
-    "SSE_DONE",
 ]
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -78,10 +80,11 @@ _MESSAGE_FIELDS = frozenset(
     }
 )
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_PART_FIELDS = frozenset({"type", "text", "image_url", "input_audio", "file", "refusal"})
 _TOOL_CALL_FIELDS = frozenset({"id", "type", "function"})
 _FUNCTION_FIELDS = frozenset({"name", "arguments", "description", "parameters", "strict"})
 _EMBEDDING_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+MAX_EMBEDDING_DIMENSIONS = 8192  # larger than any provider's vectors; bounds what the mock builds
+MAX_TOKEN_ID = 2**32 - 1  # larger than any vocabulary
 _DEPTH_MEMO_MAX_BYTES = 64 * 1024  # bounds the depth memo at 64 such schemas
 
 
@@ -134,7 +137,8 @@ def parse_chat_request(data: Mapping[str, Any], limits: LimitSettings) -> ChatRe
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("`model` is required and must be a non-empty string.", param="model")
-    body: dict[str, Any] = {k: v for k, v in data.items() if k in _CHAT_FIELDS}
+    # `null` for an optional field means absent, as the OpenAI API reads it.
+    body: dict[str, Any] = {k: v for k, v in data.items() if k in _CHAT_FIELDS and v is not None}
     body["messages"] = _messages(data.get("messages"), limits)
     _check_numbers(body, limits)
     if "stream" in body and not isinstance(body["stream"], bool):
@@ -164,14 +168,46 @@ def parse_embedding_request(data: Mapping[str, Any]) -> EmbeddingRequest:
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("`model` is required and must be a non-empty string.", param="model")
-    raw = data.get("input")
-    inputs = [raw] if isinstance(raw, str) else raw
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
-        raise InvalidRequest("`input` must be a string or a non-empty list of strings.", param="input")
+    raw = _whole(data.get("input"))  # 1.0 is the token id 1 (JSON Schema reads it as an integer too)
+    one_token_list = isinstance(raw, list) and bool(raw) and all(map(_token, raw))
+    inputs = [raw] if isinstance(raw, str) or one_token_list else raw
+    if not isinstance(inputs, list) or not inputs or not all(map(_embedding_input, inputs)):
+        raise InvalidRequest(
+            "`input` must be a string, a list of strings, a list of token ids or a list of such lists.",
+            param="input",
+        )
     if len(inputs) > 2048:
         raise InvalidRequest("`input` may hold at most 2048 strings.", param="input")
-    body = {k: v for k, v in data.items() if k in _EMBEDDING_FIELDS}
+    body = {k: v for k, v in data.items() if k in _EMBEDDING_FIELDS and v is not None}
+    body["input"] = raw
+    if body.get("encoding_format", "float") not in ("float", "base64"):
+        raise InvalidRequest("`encoding_format` must be `float` or `base64`.", param="encoding_format")
+    if "dimensions" in body:
+        body["dimensions"] = dimensions = _whole(body["dimensions"])
+        if not _token(dimensions) or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+            raise InvalidRequest(
+                f"`dimensions` must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}.", param="dimensions"
+            )
+    inputs = [t if isinstance(t, str) else orjson.dumps(t).decode() for t in inputs]
     return EmbeddingRequest(body=body, model=model, inputs=tuple(inputs))
+
+
+def _whole(value: Any, depth: int = 2) -> Any:
+    """`value` with every integral float (`3.0`) as an int, inside lists `depth` levels deep."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list) and depth > 0:
+        return [_whole(item, depth - 1) for item in value]
+    return value
+
+
+def _token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_ID
+
+
+def _embedding_input(value: Any) -> bool:
+    """A string, or a non-empty list of token ids."""
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and all(map(_token, value)))
 
 
 def _messages(value: Any, limits: LimitSettings) -> list[dict[str, Any]]:
@@ -192,7 +228,7 @@ def _messages(value: Any, limits: LimitSettings) -> list[dict[str, Any]]:
         clean = {k: v for k, v in msg.items() if k in _MESSAGE_FIELDS}
         content = msg.get("content")
         if isinstance(content, list):
-            clean["content"] = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+            clean["content"] = [clean_part(p, role, f"{where}.content[{j}]") for j, p in enumerate(content)]
         elif not (
             isinstance(content, str) or (content is None and role in ("assistant", "tool", "function"))
         ):
@@ -205,17 +241,6 @@ def _messages(value: Any, limits: LimitSettings) -> list[dict[str, Any]]:
             raise InvalidRequest(f"`{where}.name` must be a string.", param=f"{where}.name")
         out.append(clean)
     return out
-
-
-def _part(part: Any, where: str) -> dict[str, Any]:
-    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-        raise InvalidRequest(f"`{where}` must be a content part object with a `type`.", param=where)
-    clean = {k: v for k, v in part.items() if k in _PART_FIELDS}
-    if part["type"] == "text" and not isinstance(part.get("text"), str):
-        raise InvalidRequest(f"`{where}.text` must be a string.", param=f"{where}.text")
-    if isinstance(clean.get("image_url"), dict):
-        clean["image_url"] = {k: v for k, v in clean["image_url"].items() if k in ("url", "detail")}
-    return clean
 
 
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
@@ -386,13 +411,16 @@ def completion_to_chunks(
     base = {
         "id": completion.get("id", ""),
         "object": "chat.completion.chunk",
-        "created": completion.get("created", 0),
+        "created": completion.get("created") or int(time.time()),
         "model": completion.get("model", ""),
     }
     if completion.get("system_fingerprint") is not None:
         base["system_fingerprint"] = completion["system_fingerprint"]
     choices = completion.get("choices") or []
-    for choice in choices:
+    # OpenAI sends a chunk with empty `choices` only as the usage chunk: without one, our verdict
+    # rides on the last chunk that carries a finish_reason.
+    verdict_on_finish = extra_last if extra_last and not include_usage else None
+    for position, choice in enumerate(choices):
         index = choice.get("index", 0)
         msg = choice.get("message") or {}
 
@@ -425,11 +453,12 @@ def completion_to_chunks(
                     ]
                 }
             )
-        yield chunk({}, choice.get("finish_reason") or "stop")
+        finish = chunk({}, choice.get("finish_reason") or "stop")
+        if verdict_on_finish and position == len(choices) - 1:
+            finish.update(verdict_on_finish)
+        yield finish
     if include_usage:
         last = {**base, "choices": [], "usage": completion.get("usage")}
         if extra_last:
             last.update(extra_last)
         yield last
-    elif extra_last:
-        yield {**base, "choices": [], **extra_last}

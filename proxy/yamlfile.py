@@ -18,6 +18,11 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Loc = tuple[str | int, ...]
 
+MAX_DEPTH = 100  # nesting, aliases expanded: configs and policies stay far below it
+MAX_ALIAS_VALUES = 100_000  # values aliases may add beyond the ones written out in the file
+_CAP = 1 << 62  # sizes saturate here: a chain of aliases doubles them at every step
+_TOO_DEEP = f"the YAML nests deeper than {MAX_DEPTH} levels"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -80,19 +85,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def load_yaml(path: Path, *, expand_env: bool = True, environ: Mapping[str, str] | None = None) -> Located:
-    """Parse `path`; raise ConfigError with FILE:LINE on syntax errors or missing variables."""
+    """Parse `path`; raise ConfigError with FILE:LINE on syntax errors, missing variables, alias loops
+    and alias bombs (the shape is checked on the node graph before anything is expanded)."""
     env = os.environ if environ is None else environ
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), 1, "(file)", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        what = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(str(path), line, "(syntax)", f"invalid YAML: {what}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        what = exc.strerror if isinstance(exc, OSError) else None
+        raise ConfigError([Problem(str(path), 1, "(file)", f"cannot read: {what or exc}")]) from None
+    node = _compose(text, path)
+    _check_shape(node, path)
     lines: dict[Loc, int] = {}
     problems: list[Problem] = []
     loader = yaml.SafeLoader("")
@@ -100,6 +102,67 @@ def load_yaml(path: Path, *, expand_env: bool = True, environ: Mapping[str, str]
     if problems:
         raise ConfigError(problems)
     return Located(path, data, lines)
+
+
+def _compose(text: str, path: Path) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(str(path), line, "(syntax)", f"invalid YAML: {what}")]) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError([Problem(str(path), 1, "(syntax)", _TOO_DEEP)]) from None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_shape(root: yaml.Node | None, path: Path) -> None:
+    """Refuse alias loops, alias bombs ("billion laughs") and deep nesting before expanding anything.
+
+    An alias makes the composed graph share a node, so the expanded size of every node is computed
+    once, bottom-up and without recursion: linear in the file, whatever the aliases multiply to.
+    """
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()  # the nodes on the current path: meeting one again is a loop
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, done = todo.pop()
+        nid = id(node)
+        kids = _children(node)
+        if done:
+            entered.discard(nid)
+            size[nid] = min(_CAP, 1 + sum(size[id(k)] for k in kids))
+            depth[nid] = 1 + max((depth[id(k)] for k in kids), default=0)
+            if depth[nid] > MAX_DEPTH:
+                raise ConfigError([_at(path, node, _TOO_DEEP)])
+            continue
+        if nid in size:
+            continue
+        entered.add(nid)
+        todo.append((node, True))
+        for kid in kids:
+            if id(kid) in entered:
+                raise ConfigError([_at(path, kid, "an alias refers to a value that contains it (a loop)")])
+            if id(kid) not in size:
+                todo.append((kid, False))
+    if size[id(root)] > len(size) + MAX_ALIAS_VALUES:
+        what = f"aliases expand this file past {MAX_ALIAS_VALUES} extra values (an alias bomb?)"
+        raise ConfigError([_at(path, root, what)])
+
+
+def _at(path: Path, node: yaml.Node, what: str) -> Problem:
+    return Problem(str(path), node.start_mark.line + 1, "(aliases)", what)
 
 
 def _convert(
@@ -117,7 +180,7 @@ def _convert(
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(loader.construct_object(key_node))  # type: ignore[no-untyped-call]
+            key = str(_scalar(loader, key_node, loc, problems, path))
             if key in out:
                 problems.append(
                     Problem(
@@ -132,8 +195,10 @@ def _convert(
             _convert(loader, item, loc + (i,), lines, problems, path, env)
             for i, item in enumerate(node.value)
         ]
-    value = loader.construct_object(node)  # type: ignore[no-untyped-call]
+    value = _scalar(loader, node, loc, problems, path)
     if env is not None and isinstance(value, str) and "${" in value:
+        # the variable's text is the value, never YAML again: `s3cret #tail` stays whole, `0123` stays
+        # a string (typed fields such as `port` are converted by the config model)
         value = _expand(
             value,
             env,
@@ -141,9 +206,18 @@ def _convert(
                 Problem(str(path), node.start_mark.line + 1, format_where(loc), what)
             ),
         )
-        if getattr(node, "style", None) is None and isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip() else value
     return value
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, problems: list[Problem], path: Path) -> Any:
+    """One constructed value; a bad tag (`!!python/...`, `!!int abc`) is a problem at its line."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        what = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+        line = node.start_mark.line + 1
+        problems.append(Problem(str(path), line, format_where(loc), f"invalid value: {what}"))
+        return None
 
 
 def _expand(value: str, env: Mapping[str, str], report: Any) -> str:

@@ -30,7 +30,7 @@ def proxy(make_config, start_proxy):
 
 
 def post(proxy, body, key="sk-team-a", **kw):
-    headers = {"authorization": f"Bearer {key}", **kw.pop("headers", {})}
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json", **kw.pop("headers", {})}
     if not isinstance(body, dict | list):
         return httpx.post(proxy.url + "/v1/chat/completions", content=body, headers=headers, timeout=10, **kw)
     return httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers, timeout=10, **kw)
@@ -164,7 +164,7 @@ def test_body_too_large_chunked_stops_reading(proxy):
     """A chunked body with no length: the server answers 413 once past the limit, without reading 20 MB."""
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-team-a\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer sk-team-a\r\n"
         b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
     )
     sent, answer = 0, b""

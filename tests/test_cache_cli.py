@@ -21,10 +21,14 @@ def setup(make_config, start_proxy, upstream):
     def build(cache: dict[str, Any]) -> tuple[Path, ServerThread]:
         dep = {"model": "openai/echo", "api_base": upstream.url + "/v1", "api_key": "sk-up"}
         models = {"echo": {"deployments": [dep]}, "brief": {"policy": "brief", "deployments": [dep]}}
+        # another process's `cache clear` reaches a running server within `memory_ttl` (proxy.cache.memory)
+        cache = {"memory_ttl": MEMORY_TTL, **cache}
         config = make_config(models, policies={"brief": {"cache": {"ttl": 2}}}, cache=cache)
         return config, start_proxy(config)
 
     return build
+
+MEMORY_TTL = 0.2
 
 
 def cache_of(http: httpx.Client, server: ServerThread, model: str, text: str) -> str:
@@ -73,11 +77,12 @@ def test_disk_stats_prune_and_clear(http, setup, capsys, tmp_path):
     ]
     assert cli(capsys, config, "clear").strip() == "cleared 3 entries"
     assert stats(capsys, config)["entries"] == "0"
+    time.sleep(MEMORY_TTL)
     assert cache_of(http, server, "echo", "a") == "miss"  # the running server sees the clear
 
 
 def test_redis_stats_and_clear(http, setup, capsys, redis_server):
-    config, server = setup({"backend": "redis", "url": redis_server.url})
+    config, server = setup({"backend": "redis", "url": redis_server.url, "secret": "x" * 16})
     for text in ("a", "b"):
         assert cache_of(http, server, "echo", text) == "miss"
     found = stats(capsys, config)
@@ -86,6 +91,7 @@ def test_redis_stats_and_clear(http, setup, capsys, redis_server):
     assert cli(capsys, config, "prune").strip() == "pruned 0 expired entries"  # Redis expires by itself
     assert cli(capsys, config, "clear").strip() == "cleared 2 entries"
     assert stats(capsys, config)["entries"] == "0"
+    time.sleep(MEMORY_TTL)
     assert cache_of(http, server, "echo", "a") == "miss"
     redis_server.kill()
     down = stats(capsys, config)  # a dead Redis is reported, not a traceback

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import ask, post
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
@@ -27,18 +28,6 @@ KEYS = [
 
 def net(upstream: ServerThread, label: str = "echo", **extra: Any) -> dict[str, Any]:
     return {"model": f"openai/{label}", "api_base": upstream.url + "/v1", "api_key": "sk-up", **extra}
-
-
-def post(
-    http: httpx.Client, server: ServerThread, body: dict[str, Any] | str, key: str = "sk-any", **headers: str
-) -> httpx.Response:
-    raw = body if isinstance(body, str) else json.dumps(body)
-    sent = {"authorization": f"Bearer {key}", "content-type": "application/json", **headers}
-    return http.post(server.url + "/v1/chat/completions", content=raw, headers=sent)
-
-
-def ask(text: str, model: str = "echo", **fields: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": text}], **fields}
 
 
 @pytest.fixture

@@ -99,6 +99,7 @@ def write_config(tmp_path: Path, upstream: ServerThread, cache: dict[str, Any]) 
         "cache": cache,
         "policies_dir": str(REPO / "policies"),
         "logging": {"audit_path": str(tmp_path / "audit.jsonl")},
+        "server": {"drain_delay": 0},  # no load balancer to wait for: stop at once
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -119,7 +120,8 @@ async def burst(urls: list[str], bodies: list[dict[str, Any]]) -> list[httpx.Res
 
 
 def test_single_flight_across_two_serve_processes_sharing_redis(tmp_path, upstream, serve, redis_server):
-    config = write_config(tmp_path, upstream, {"backend": "redis", "url": redis_server.url})
+    cache = {"backend": "redis", "url": redis_server.url, "secret": "x" * 16}
+    config = write_config(tmp_path, upstream, cache)
     replicas = [serve(config), serve(config)]
     urls = [replica.wait_ready().url for replica in replicas]
     # Fill each replica's Redis connection pool first. On this loaded 2-core machine, 25 connects at once

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from tests.helpers import post, wait_until
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
@@ -31,16 +31,6 @@ MOCK: dict[str, Any] = {
         "script": [{"behaviour": "static", "content": w} for w in ("one", "two", "three")],
     },
 }
-
-
-def post(
-    http: httpx.Client,
-    server: ServerThread,
-    body: dict[str, Any],
-    route: str = "chat/completions",
-    **headers: str,
-) -> httpx.Response:
-    return http.post(f"{server.url}/v1/{route}", json=body, headers=headers)
 
 
 def ask(model: str, text: str = "hello there", **fields: Any) -> dict[str, Any]:
@@ -121,10 +111,7 @@ def test_config_ttl_expires_and_a_policy_ttl_overrides_it(http, build, upstream,
     bodies = {"echo": ask("echo", "short lived"), "long": ask("long", "long lived")}
     for body in bodies.values():
         assert [post(http, proxy, body).headers["x-guardproxy-cache"] for _ in range(2)] == ["miss", "hit"]
-    time.sleep(1.3)
-    assert (
-        post(http, proxy, bodies["echo"]).headers["x-guardproxy-cache"] == "miss"
-    )  # the config's 1 s passed
+    wait_until(lambda: post(http, proxy, bodies["echo"]).headers["x-guardproxy-cache"] == "miss")  # 1 s TTL
     assert (
         post(http, proxy, bodies["long"]).headers["x-guardproxy-cache"] == "hit"
     )  # the policy's 3600 s did not
@@ -168,7 +155,7 @@ def test_backend_none_bypasses_everything(http, build, upstream):
         r = post(http, proxy, ask("echo"))
         assert r.status_code == 200
         assert (r.headers["x-guardproxy-cache"], r.headers["x-guardproxy-attempts"]) == ("bypass", "1")
-        e = post(http, proxy, {"model": "vec", "input": "x"}, "embeddings")
+        e = post(http, proxy, {"model": "vec", "input": "x"}, route="embeddings")
         assert e.status_code == 200 and e.headers["x-guardproxy-cache"] == "bypass"
     assert (calls(http, upstream, "echo"), calls(http, upstream, "vec")) == (2, 2)
 

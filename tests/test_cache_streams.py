@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.helpers import ask, post
 from tests.servers import ServerThread
 from tests.servers import mock_calls as calls
 
@@ -17,14 +17,6 @@ def proxy(make_config, start_proxy, upstream) -> ServerThread:
     dep = {"model": "openai/echo", "api_base": upstream.url + "/v1", "api_key": "sk-up"}
     models = {"echo": {"deployments": [dep]}, "live": {"policy": "live", "deployments": [dep]}}
     return start_proxy(make_config(models, policies={"live": {"stream": "passthrough"}}))
-
-
-def post(http: httpx.Client, server: ServerThread, body: dict[str, Any]) -> httpx.Response:
-    return http.post(server.url + "/v1/chat/completions", json=body)
-
-
-def ask(text: str, model: str = "echo", **fields: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": text}], **fields}
 
 
 LONG = "stream me " * 20  # 200 characters: several content chunks

@@ -32,7 +32,8 @@ def mounts(tmp_path: Path) -> Iterator[Tmpfs]:
 def build(make_config, start_proxy, upstream):
     def make(cache: dict[str, Any]) -> ServerThread:
         dep = {"model": "openai/echo", "api_base": upstream.url + "/v1", "api_key": "sk-up"}
-        return start_proxy(make_config({"echo": {"deployments": [dep]}}, cache=cache))
+        # the backend is damaged under a running server: no memory tier in front of it
+        return start_proxy(make_config({"echo": {"deployments": [dep]}}, cache={"memory_mb": 0, **cache}))
 
     return make
 
@@ -131,7 +132,7 @@ def test_a_full_disk_never_fails_a_request(http, build, mounts):
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
 def test_redis_failing_mid_run_never_fails_a_request(http, build, redis_server, fault):
-    server = build({"backend": "redis", "url": redis_server.url})
+    server = build({"backend": "redis", "url": redis_server.url, "secret": "x" * 16})
     assert [cache_header(http, server, 0) for _ in range(2)] == ["miss", "hit"]
     if fault == "killed":
         redis_server.kill()

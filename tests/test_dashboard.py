@@ -64,7 +64,7 @@ def send_traffic(client: openai.OpenAI, tag: str = "") -> list[dict[str, str]]:
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """GET /metrics parsed: (sample name, labels) -> value."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+    text = httpx.get(url + "/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10).text
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)

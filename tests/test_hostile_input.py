@@ -70,34 +70,40 @@ def test_multipart_with_pathological_boundary_is_not_parsed(proxy):
         f"--{boundary}\r\n" + 'Content-Disposition: form-data; name="x"\r\n\r\n' + "y\r\n" * 20000
     ).encode()
     r, took = post(proxy, body, f"multipart/form-data; boundary={boundary}")
-    assert_error(r, 400, "invalid_json", None)  # read as (invalid) JSON, never as multipart
+    assert_error(r, 415, "unsupported_media_type", None)  # refused from the header, never parsed
     assert took < 5
 
 
-def test_text_plain_is_read_as_json_only(proxy):
+def test_only_json_bodies_are_read(proxy):
+    """Form and text bodies (what a cross-site form can post without a preflight) get 415."""
     r, _ = post(proxy, b"model=echo&messages=x", "text/plain")
-    assert_error(r, 400, "invalid_json")
-    r, _ = post(proxy, GOOD, "application/x-www-form-urlencoded")  # curl -d without -H: still JSON
+    assert_error(r, 415, "unsupported_media_type")
+    r, _ = post(proxy, GOOD, "application/x-www-form-urlencoded")  # curl -d without -H
+    assert_error(r, 415, "unsupported_media_type")
+    r, _ = post(proxy, GOOD, "Application/JSON; charset=utf-8")
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "x"
 
 
 @pytest.mark.parametrize("host", [b"evil/?", b"x/#", b"evil.example:80/v1/models?", b"127.0.0.1"])
 @pytest.mark.parametrize("path", [b"/v1/models", b"/v1/chat/completions", b"/v1/%63hat/completions"])
-def test_host_header_tricks_still_401(proxy, host, path):
+def test_host_header_tricks_421_or_401(proxy, host, path):
     method = b"GET" if path == b"/v1/models" else b"POST"
     request = (
         method + b" " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: application/json\r\n"
         b"Content-Length: " + str(len(GOOD)).encode() + b"\r\nConnection: close\r\n\r\n" + GOOD
     )
     response = raw(proxy.port, request)
-    assert status_of(response) in (400, 401), response[:300]
+    # a Host the proxy does not serve is refused before anything else (DNS rebinding)
+    assert status_of(response) == (401 if host == b"127.0.0.1" else 421), response[:300]
     if status_of(response) == 401:
         assert b'"invalid_api_key"' in response and b"Invalid API key provided." in response
 
 
 def test_path_tricks_never_bypass_auth(proxy):
     for path in (b"/health/../v1/models", b"/v1/models/", b"//v1/models", b"/v1/models%2f", b"/V1/models"):
-        response = raw(proxy.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = raw(
+            proxy.port, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
         # 307 is Starlette's trailing-slash redirect (to the same route, which then asks for a key)
         assert status_of(response) in (307, 400, 401, 404, 405), (path, response[:200])
         assert b'"object":"list"' not in response  # the model list never leaks
@@ -190,7 +196,7 @@ def guarded(config):
 def _trickle(port: int, closed_after: list[float], stop: threading.Event) -> None:
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        for byte in b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+        for byte in b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
             if stop.is_set():
                 return
             try:
@@ -229,7 +235,7 @@ def test_plain_uvicorn_does_not_bound_trickled_headers(proxy):
     """What uvicorn alone does (no header deadline): the connection stays open; other requests still work.
     This is why `guardproxy serve` runs HeaderTimeoutProtocol (or a front proxy's header timeout)."""
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sock.settimeout(2.0)
         with pytest.raises(TimeoutError):
             sock.recv(1)  # nothing, not even a close, after 2 s
@@ -244,7 +250,7 @@ def test_trickled_body_gets_408_and_others_are_served(make_config, start_proxy):
     )
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b'content-length: 200\r\n\r\n{"model":'
         )
         started = time.monotonic()

@@ -8,6 +8,8 @@ import httpx
 import jsonschema
 import pytest
 
+from tests.helpers import ask, post
+
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -22,14 +24,8 @@ RF = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}
 MISSING = {"behaviour": "broken-json", "defect": "missing_required"}
 
 
-def chat(server, model, *, content="extract a person", headers=None, **extra):
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": content}],
-        "response_format": RF,
-        **extra,
-    }
-    return httpx.post(server.url + "/v1/chat/completions", json=body, headers=headers or {}, timeout=30)
+def extract(model, content="extract a person"):
+    return ask(content, model, response_format=RF)
 
 
 def valid(response):
@@ -87,8 +83,8 @@ def ladder_proxy(make_config, start_proxy):
         ("extra", "drop"),
     ],
 )
-def test_deterministic_repair(ladder_proxy, alias, repair):
-    r = chat(ladder_proxy, alias)
+def test_deterministic_repair(http, ladder_proxy, alias, repair):
+    r = post(http, ladder_proxy, extract(alias))
     assert r.status_code == 200, r.text
     valid(r)
     assert r.headers["x-guardproxy-outcome"] == "repaired"
@@ -96,8 +92,8 @@ def test_deterministic_repair(ladder_proxy, alias, repair):
     assert repair in r.headers["x-guardproxy-repairs"]
 
 
-def test_reask_then_valid(ladder_proxy):
-    r = chat(ladder_proxy, "reask")
+def test_reask_then_valid(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("reask"))
     assert r.status_code == 200, r.text
     valid(r)
     assert r.headers["x-guardproxy-outcome"] == "reasked"
@@ -105,8 +101,8 @@ def test_reask_then_valid(ladder_proxy):
     assert int(r.headers["x-guardproxy-total-tokens"]) > r.json()["usage"]["total_tokens"]
 
 
-def test_fallback_after_reask_budget(ladder_proxy):
-    r = chat(ladder_proxy, "fallback")
+def test_fallback_after_reask_budget(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("fallback"))
     assert r.status_code == 200, r.text
     valid(r)
     assert r.headers["x-guardproxy-outcome"] == "fallback"
@@ -114,8 +110,8 @@ def test_fallback_after_reask_budget(ladder_proxy):
     assert r.headers["x-guardproxy-attempts"] == "3"  # first + one re-ask, then the fallback
 
 
-def test_rejected_after_everything(ladder_proxy):
-    r = chat(ladder_proxy, "hopeless")
+def test_rejected_after_everything(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("hopeless"))
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["type"] == "guardrail_violation" and err["code"] == "output_validation_failed"
@@ -124,24 +120,24 @@ def test_rejected_after_everything(ladder_proxy):
     assert r.headers["x-should-retry"] == "false"
     assert r.headers["x-guardproxy-outcome"] == "rejected"
     assert r.headers["x-guardproxy-attempts"] == "6"  # (1 + 2 re-asks) per deployment
-    again = chat(ladder_proxy, "hopeless")
+    again = post(http, ladder_proxy, extract("hopeless"))
     assert again.headers["x-guardproxy-cache"] == "miss"  # a rejection is never cached
 
 
-def test_max_attempts_caps_everything(ladder_proxy):
-    r = chat(ladder_proxy, "capped")
+def test_max_attempts_caps_everything(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("capped"))
     assert r.status_code == 422
     assert r.headers["x-guardproxy-attempts"] == "2"
 
 
-def test_token_budget_stops_the_ladder(ladder_proxy):
-    r = chat(ladder_proxy, "budget")
+def test_token_budget_stops_the_ladder(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("budget"))
     assert r.status_code == 422
     assert r.headers["x-guardproxy-attempts"] == "1"
 
 
-def test_monitor_mode_flags_and_passes(ladder_proxy):
-    r = chat(ladder_proxy, "monitor")
+def test_monitor_mode_flags_and_passes(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("monitor"))
     assert r.status_code == 200
     assert r.headers["x-guardproxy-outcome"] == "flagged"
     data = json.loads(r.json()["choices"][0]["message"]["content"])
@@ -149,22 +145,22 @@ def test_monitor_mode_flags_and_passes(ladder_proxy):
         jsonschema.validate(data, SCHEMA)
 
 
-def test_ladder_without_reask_rejects_at_once(ladder_proxy):
-    r = chat(ladder_proxy, "noreask")
+def test_ladder_without_reask_rejects_at_once(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("noreask"))
     assert r.status_code == 422
     assert r.headers["x-guardproxy-attempts"] == "1"
 
 
-def test_transient_error_is_retried_on_same_deployment(ladder_proxy):
-    r = chat(ladder_proxy, "retry")
+def test_transient_error_is_retried_on_same_deployment(http, ladder_proxy):
+    r = post(http, ladder_proxy, extract("retry"))
     assert r.status_code == 200, r.text
     assert r.headers["x-guardproxy-outcome"] == "pass"
     assert r.headers["x-guardproxy-attempts"] == "2"
 
 
-def test_valid_answer_is_cached_and_replayed(ladder_proxy):
-    first = chat(ladder_proxy, "fence", content="cache me")
-    second = chat(ladder_proxy, "fence", content="cache me")
+def test_valid_answer_is_cached_and_replayed(http, ladder_proxy):
+    first = post(http, ladder_proxy, extract("fence", "cache me"))
+    second = post(http, ladder_proxy, extract("fence", "cache me"))
     assert first.headers["x-guardproxy-cache"] == "miss"
     assert second.headers["x-guardproxy-cache"] == "hit"
     assert second.headers["x-guardproxy-attempts"] == "0"
@@ -173,11 +169,11 @@ def test_valid_answer_is_cached_and_replayed(ladder_proxy):
         second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
     )
     assert second.headers["x-guardproxy-cache-key"] == first.headers["x-guardproxy-cache-key"]
-    refresh = chat(ladder_proxy, "fence", content="cache me", headers={"cache-control": "no-cache"})
+    refresh = post(http, ladder_proxy, extract("fence", "cache me"), **{"cache-control": "no-cache"})
     assert (
         refresh.headers["x-guardproxy-cache"] == "refresh" and refresh.headers["x-guardproxy-attempts"] == "1"
     )
-    bypass = chat(ladder_proxy, "fence", content="cache me", headers={"cache-control": "no-store"})
+    bypass = post(http, ladder_proxy, extract("fence", "cache me"), **{"cache-control": "no-store"})
     assert bypass.headers["x-guardproxy-cache"] == "bypass"
 
 

@@ -114,7 +114,9 @@ def test_schema_with_forced_tool_generates_valid_arguments() -> None:
         call = reply.tool_calls[0]["function"]
         assert call["name"] == "get_weather"
         assert valid(TOOL["function"]["parameters"], json.loads(call["arguments"]))
-    assert plan_reply("schema", {}, chat(tools=[TOOL], tool_choice="auto"), 0).tool_calls == ()
+    auto = chat(tools=[TOOL], tool_choice="auto")  # a model given tools uses one (issue 16)
+    assert plan_reply("schema", {}, auto, 0).tool_calls[0]["function"]["name"] == "get_weather"
+    assert plan_reply("schema", {"auto_tools": False}, auto, 0).tool_calls == ()
 
 
 def test_schema_that_cannot_be_generated_is_a_400_error() -> None:
@@ -422,3 +424,16 @@ def test_mock_reply_is_frozen() -> None:
     reply = MockReply("content", content="x")
     with pytest.raises(AttributeError):
         reply.content = "y"  # type: ignore[misc]
+
+
+def test_static_tool_calls_take_the_short_form_too() -> None:
+    """`mock.tool_calls` as the reference documents it: `{name, arguments}`, arguments as raw text."""
+    from proxy.mock.behaviours import plan_reply
+
+    short = {"tool_calls": [{"name": "lookup", "arguments": "{'id': 7,}"}]}
+    full = {"tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": "{'id': 7,}"}}]}
+    request = {"messages": [{"role": "user", "content": "hi"}]}
+    replies = [plan_reply("static", options, request, 0) for options in (short, full)]
+    assert replies[0] == replies[1]
+    (call,) = replies[0].tool_calls
+    assert call["function"] == {"name": "lookup", "arguments": "{'id': 7,}"}

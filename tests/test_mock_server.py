@@ -110,8 +110,9 @@ def mock() -> Iterator[MockServer]:
 
 
 @pytest.fixture
-def client(mock: MockServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=mock.url + "/v1", api_key="sk-mock", max_retries=0, timeout=10)
+def client(mock: MockServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=mock.url + "/v1", api_key="sk-mock", max_retries=0, timeout=10) as sdk:
+        yield sdk
 
 
 @pytest.fixture
@@ -166,17 +167,18 @@ def test_stream_without_include_usage_has_no_usage_chunk(mock: MockServer) -> No
 def test_async_schema_and_async_stream(aclient: openai.AsyncOpenAI) -> None:
     async def main() -> tuple[Any, str]:
         fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA, "strict": True}}
-        response = await aclient.chat.completions.create(
-            model="schema",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            response_format=fmt,  # type: ignore[arg-type]
-        )
-        stream = await aclient.chat.completions.create(
-            model="echo",
-            messages=MESSAGES,  # type: ignore[arg-type]
-            stream=True,
-        )
-        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        async with aclient:  # its connections close on the loop that opened them
+            response = await aclient.chat.completions.create(
+                model="schema",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                response_format=fmt,  # type: ignore[arg-type]
+            )
+            stream = await aclient.chat.completions.create(
+                model="echo",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                stream=True,
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         return response, text
 
     response, text = asyncio.run(main())

@@ -95,7 +95,10 @@ def test_one_access_line_per_request_with_fields(proxy, caplog):
     bad = post(proxy, {"model": "echo", "messages": "nope"}, **{"x-request-id": "r-2"})
     assert ok.status_code == 200 and bad.status_code == 400
     records = access_records(caplog)
-    assert [r.fields["request_id"] for r in records] == ["r-1", "r-2"]
+    assert [r.fields["client_request_id"] for r in records] == ["r-1", "r-2"]  # the client's, kept
+    ours = [ok.headers["x-guardproxy-request-id"], bad.headers["x-guardproxy-request-id"]]
+    assert [ok.headers["x-request-id"], bad.headers["x-request-id"]] == ["r-1", "r-2"]  # echoed
+    assert [r.fields["request_id"] for r in records] == ours
     first, second = (r.fields for r in records)
     assert set(ACCESS_FIELDS) <= set(first)
     assert first["key"] == "team-logs" and first["alias"] == "echo"
@@ -105,7 +108,7 @@ def test_one_access_line_per_request_with_fields(proxy, caplog):
     assert isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
     assert second["status"] == 400 and second["outcome"] == "error" and second["attempts"] == 0
     line = json.loads(JsonFormatter().format(records[0]))  # what production writes: one JSON object
-    assert line["msg"] == "request" and line["request_id"] == "r-1" and line["status"] == 200
+    assert line["msg"] == "request" and line["client_request_id"] == "r-1" and line["status"] == 200
 
 
 def test_cache_hit_is_logged_as_hit_with_zero_attempts(proxy, caplog):

@@ -15,6 +15,7 @@ KEYS = [
     {"name": "slow", "key": "sk-rl-slow-0001", "rpm": 2},
     {"name": "thrifty", "key": "sk-rl-thrifty-01", "tpm": 5},
     {"name": "free", "key": "sk-rl-free-00001"},
+    {"name": "ops", "key": "sk-rl-ops-000001", "admin": True},  # reads /metrics
 ]
 
 
@@ -51,7 +52,8 @@ def test_rpm_per_key(config, start_proxy):
     assert "2 requests per minute" in err["message"] and "sk-rl-slow" not in err["message"]
     assert 25 <= int(ask(proxy, "sk-rl-slow-0001").headers["retry-after"]) <= 31  # one slot per 30 s
     assert all(ask(proxy, "sk-rl-free-00001").status_code == 200 for _ in range(4))  # other keys unaffected
-    metrics = httpx.get(proxy.url + "/metrics").text.splitlines()
+    metrics = httpx.get(proxy.url + "/metrics", headers={"authorization": "Bearer sk-rl-ops-000001"}).text
+    metrics = metrics.splitlines()
     limited = [m for m in metrics if m.startswith("guardproxy_requests_total{") and 'status="429"' in m]
     assert sum(float(m.rsplit(" ", 1)[1]) for m in limited) == 2
 
@@ -67,7 +69,7 @@ def test_tpm_counts_tokens_of_every_attempt(config, start_proxy):
 
 @pytest.mark.redis
 def test_limits_shared_by_two_replicas_on_redis(config, start_proxy, redis_server):
-    path = config(cache={"backend": "redis", "url": redis_server.url})
+    path = config(cache={"backend": "redis", "url": redis_server.url, "secret": "x" * 16})
     first, second = start_proxy(path), start_proxy(path)
     assert ask(first, "sk-rl-slow-0001").status_code == 200
     assert ask(second, "sk-rl-slow-0001").status_code == 200
@@ -80,7 +82,7 @@ def test_limits_shared_by_two_replicas_on_redis(config, start_proxy, redis_serve
 
 @pytest.mark.redis
 def test_redis_down_falls_back_to_local_limits(config, start_proxy, redis_server):
-    proxy = start_proxy(config(cache={"backend": "redis", "url": redis_server.url}))
+    proxy = start_proxy(config(cache={"backend": "redis", "url": redis_server.url, "secret": "x" * 16}))
     assert ask(proxy, "sk-rl-free-00001").status_code == 200
     redis_server.kill()
     statuses = [ask(proxy, "sk-rl-slow-0001").status_code for _ in range(3)]

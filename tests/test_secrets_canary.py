@@ -88,7 +88,7 @@ def proxy(make_config, start_proxy, upstream, monkeypatch):
         },
         auth={
             "keys": [
-                {"name": "canary-team", "key": "${CANARY_CLIENT_TOKEN}", "models": ["*"]},
+                {"name": "canary-team", "key": "${CANARY_CLIENT_TOKEN}", "models": ["*"], "admin": True},
                 {"name": "narrow", "key": "sk-narrow-key-000", "models": ["mock-ok"]},
             ]
         },
@@ -155,7 +155,7 @@ def test_canaries_never_leave_the_process(proxy, upstream, tmp_path, caplog, cap
             r = client.get(path, headers={"authorization": f"Bearer {CLIENT}"})
             seen.append(r.content)
             seen.extend(f"{k}: {v}".encode() for k, v in r.headers.multi_items())
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers={"authorization": f"Bearer {CLIENT}"}).text
     # every kind of path really ran: success, client errors, upstream refusals, failures, timeouts, 422
     assert {200, 400, 401, 403, 404, 422, 429, 502, 504} <= set(statuses.values()), statuses
     expected = {"net-ok": 200, "net-ok-litellm": 200, "net-400": 400, "net-401": 502, "net-429": 429}

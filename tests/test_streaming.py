@@ -1,5 +1,5 @@
-"""Streaming guardrails end to end (CONTRACT section 5): buffer and passthrough, the official SDK, three
-upstream paths (the in-process mock through litellm, the HTTP mock through `direct` and `litellm`)."""
+"""Streaming guardrails end to end (docs/reference.md section 4): buffer and passthrough, the official SDK,
+three upstream paths (the in-process mock through litellm, the HTTP mock through `direct` and `litellm`)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ MOCKS: dict[str, dict[str, Any]] = {
     "leak": {"behaviour": "static", "content": LEAK_TEXT, "stream_chunk_chars": 3},
     "mail": {"behaviour": "static", "content": MAIL_TEXT, "stream_chunk_chars": 3},
     "echo": {"behaviour": "echo", "stream_chunk_chars": 6},
-    "mail-short": {"behaviour": "static", "content": f"Write to {EMAIL}.", "stream_chunk_chars": 3},
+    "mail-short": {"behaviour": "static", "content": f"{EMAIL} is the address.", "stream_chunk_chars": 3},
     "tool-ok": {"behaviour": "static", "tool_calls": [call('{"city": "Paris", "days": 2}')]},
     "tool-fixable": {
         "behaviour": "static",
@@ -252,7 +252,8 @@ def test_stream_content_equals_non_stream(proxy, mode, transport):
     assert len({c.id for c in chunks}) == 1 and len({c.model for c in chunks}) == 1
     assert len({c.created for c in chunks}) == 1
     if mode == "passthrough":
-        verdict = chunks[-1].model_extra["guardproxy"]
+        verdict = chunks[-1].model_extra["guardproxy"]  # on the finish chunk: no empty-choices chunk
+        assert chunks[-1].choices and verdict.pop("total_tokens") > 0
         assert verdict == {"outcome": "pass", "violations": [], "attempts": 1}
 
 
@@ -344,7 +345,7 @@ def test_reject_ends_with_error_event_and_no_done(proxy, transport):
 
 @pytest.mark.parametrize("transport", ["direct"])
 def test_violation_before_anything_was_sent_is_a_plain_422(proxy, transport):
-    """Held back whole (shorter than the pii window), the answer never started: an ordinary 422."""
+    """The e-mail is the first word, held until complete: nothing was sent yet, so an ordinary 422."""
     model = alias("mail-short-reject", "passthrough", transport)
     response, data = raw_stream(proxy, model)
     assert response.status_code == 422 and b"john.doe" not in data
@@ -363,9 +364,10 @@ def test_whole_output_verdict_at_the_end(proxy):
     )
     payloads = events(data)
     assert text_of(payloads) == PROSE * 3 and b"[DONE]" not in data
-    assert payloads[-2]["guardproxy"]["outcome"] == "rejected"
-    assert payloads[-2]["guardproxy"]["violations"][0]["validator"] == "json"
-    assert payloads[-1]["error"]["code"] == "output_validation_failed"
+    assert all(p["choices"] for p in payloads[:-1])  # no empty-choices chunk without include_usage
+    error = payloads[-1]["error"]  # the verdict rides on the error event
+    assert error["code"] == "output_validation_failed" and error["guardproxy"]["outcome"] == "rejected"
+    assert error["guardproxy"]["violations"][0]["validator"] == "json"
 
 
 # --- usage ------------------------------------------------------------------------------------------
@@ -481,13 +483,15 @@ def test_invalid_tool_args_rejected_before_release(proxy, mode, transport):
 
 @pytest.mark.parametrize("transport", SOME)
 def test_invalid_tool_call_after_text_ends_stream_with_verdict(proxy, transport):
-    """Passthrough: the text has streamed, the held tool call fails: verdict chunk, error event, no [DONE]."""
+    """Passthrough: text streamed, then the held tool call fails: error event with the verdict, no [DONE]."""
     _, data = raw_stream(proxy, alias("tool-bad-talk", "passthrough", transport), tools=TOOLS)
     payloads = events(data)
     assert text_of(payloads) == PROSE and b"Paris" not in data and b"[DONE]" not in data
     assert not tool_calls_of(payloads)
     assert not any(p["choices"][0]["finish_reason"] for p in payloads if p.get("choices"))
-    verdict, error = payloads[-2]["guardproxy"], payloads[-1]["error"]
+    assert all(p["choices"] for p in payloads[:-1])  # no empty-choices chunk without include_usage
+    error = payloads[-1]["error"]
+    verdict = error["guardproxy"]  # the verdict rides on the error event
     assert verdict["outcome"] == "rejected" and verdict["violations"][0]["validator"] == "tool_calls"
     assert error["code"] == "output_validation_failed"
 

@@ -10,6 +10,7 @@ from validators.base import (
     ValidatorConfigError,
     Violation,
 )
+from validators.budget import Budget, ValidationBudgetExceeded
 from validators.engine import check
 from validators.reask import build_reask
 from validators.redact import redact
@@ -19,6 +20,7 @@ from validators.schema_cache import SchemaCache, SchemaProblem
 from validators.stream import GuardStep, StreamGuard
 
 __all__ = [
+    "Budget",
     "BuildContext",
     "ENTRY_POINT_GROUP",
     "Factory",
@@ -32,6 +34,7 @@ __all__ = [
     "Span",
     "SpanValidator",
     "StreamGuard",
+    "ValidationBudgetExceeded",
     "Validator",
     "ValidatorConfigError",
     "Violation",

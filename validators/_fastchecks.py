@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from validators.budget import tick
+
 Check = Callable[[Any], bool]
 PY_TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
@@ -17,10 +19,42 @@ PY_TYPES: dict[str, tuple[type, ...]] = {
 }
 _NUMBERS = frozenset((int, float))
 _PLAIN = frozenset((str, int, float, bool, type(None), list, dict))  # a str equals none of the others
+_BOOL, _ARRAY, _OTHER = "bool", "array", "other"  # tags in canonical forms (a tagged tuple is no JSON value)
 
 
 def _unbool(v: Any) -> Any:
     return ("bool", v) if v is True or v is False else v
+
+
+def canonical(v: Any) -> Any:
+    """A hashable stand-in that is equal for two values exactly when `equal` says they are.
+
+    Strings, numbers and null stand for themselves (1 == 1.0 and their hashes agree; a string
+    equals no number), booleans are tagged apart from 1 and 0, arrays become tagged tuples and
+    objects frozensets of pairs (key order does not count).
+    """
+    kind = type(v)
+    if kind is str or kind is int or kind is float or v is None:
+        return v
+    if kind is bool:
+        return (_BOOL, v)
+    if kind is list:
+        return (_ARRAY, tuple(map(canonical, v)))
+    if kind is dict:
+        return frozenset([(k, canonical(x)) for k, x in v.items()])
+    return (_OTHER, _unbool(v))
+
+
+def all_unique(items: list[Any]) -> bool:
+    """`uniqueItems` in O(n): hash canonical forms instead of comparing every pair (O(n^2))."""
+    seen: set[Any] = set()
+    for item in items:
+        tick()
+        key = canonical(item)
+        if key in seen:
+            return False
+        seen.add(key)
+    return True
 
 
 def equal(a: Any, b: Any) -> bool:
@@ -78,13 +112,23 @@ def typed(names: list[str], rest: Check | None) -> Check:
 
 
 def any_of(subs: list[Check]) -> Check:
-    """`anyOf`."""
-    return lambda v: any(c(v) for c in subs)
+    """`anyOf` (each try counts against the budget: nested branches multiply)."""
+
+    def check(v: Any) -> bool:
+        tick()
+        return any(c(v) for c in subs)
+
+    return check
 
 
 def one_of(subs: list[Check]) -> Check:
     """`oneOf`: exactly one passes."""
-    return lambda v: sum(1 for c in subs if c(v)) == 1
+
+    def check(v: Any) -> bool:
+        tick()
+        return sum(1 for c in subs if c(v)) == 1
+
+    return check
 
 
 def bound(key: str, limit: Any) -> Check:
@@ -111,6 +155,7 @@ def every(items: Check) -> Check:
 
     def check(v: Any) -> bool:
         if type(v) is list:
+            tick()
             for x in v:
                 if not items(x):
                     return False
@@ -126,6 +171,7 @@ def plain_object(required: list[str], props: dict[str, Check], extra: Check | No
     def check(v: Any) -> bool:
         if type(v) is not dict:
             return True
+        tick()
         if not v.keys() >= needed:
             return False
         for key, value in v.items():
@@ -151,6 +197,7 @@ def general_object(
     def check(v: Any) -> bool:
         if type(v) is not dict:
             return True
+        tick()
         if not low <= len(v) <= high or any(key not in v for key in required):
             return False
         if any(key in v and any(n not in v for n in names) for key, names in dependent.items()):
@@ -160,8 +207,8 @@ def general_object(
             if sub is not None and not sub(value):
                 return False
             matched = False
-            for regex, pattern_sub in patterns:
-                if regex.search(key) is not None:
+            for found, pattern_sub in patterns:
+                if found(key):
                     matched = True
                     if not pattern_sub(value):
                         return False

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from validators._fastchecks import (
     Check,
     all_of,
+    all_unique,
     among,
     any_of,
     bound,
@@ -26,7 +27,8 @@ from validators._fastchecks import (
     typed,
 )
 from validators._formats import CHECKS
-from validators._re2 import compile_re2
+from validators._re2 import searcher
+from validators.budget import tick
 
 __all__ = ["compile_check"]
 
@@ -101,7 +103,12 @@ class _Compiler:
             self.refs[ref] = lambda v: False  # placeholder while compiling a recursive target
             self.refs[ref] = self.compile(node)
         table = self.refs
-        return lambda v: table[ref](v)
+
+        def follow(v: Any) -> bool:
+            tick()  # every recursion passes a $ref: this bounds self-similar schemas
+            return table[ref](v)
+
+        return follow
 
     def numbers(self, s: Mapping[str, Any]) -> list[Check]:
         out: list[Check] = []
@@ -119,8 +126,8 @@ class _Compiler:
             high = s["maxLength"]
             out.append(lambda v: type(v) is not str or len(v) <= high)
         if "pattern" in s:
-            regex = compile_re2(s["pattern"])
-            out.append(lambda v: type(v) is not str or regex.search(v) is not None)
+            found = searcher(s["pattern"])
+            out.append(lambda v: type(v) is not str or found(v))
         if "format" in s and s["format"] in CHECKS:
             fmt = CHECKS[s["format"]]
             out.append(lambda v: type(v) is not str or fmt(v))
@@ -148,12 +155,7 @@ class _Compiler:
 
             out.append(each)
         if s.get("uniqueItems") is True:
-            out.append(
-                lambda v: (
-                    type(v) is not list
-                    or all(not equal(v[i], v[j]) for i in range(len(v)) for j in range(i + 1, len(v)))
-                )
-            )
+            out.append(lambda v: type(v) is not list or all_unique(v))
         return out
 
     def objects(self, s: Mapping[str, Any]) -> list[Check]:
@@ -170,7 +172,7 @@ class _Compiler:
             return []
         props = {k: self.compile(x) for k, x in s.get("properties", {}).items()}
         extra = self.compile(s["additionalProperties"]) if "additionalProperties" in s else None
-        patterns = [(compile_re2(p), self.compile(x)) for p, x in s.get("patternProperties", {}).items()]
+        patterns = [(searcher(p), self.compile(x)) for p, x in s.get("patternProperties", {}).items()]
         if patterns or any(k in s for k in keys[4:]):
             return [general_object(s, props, extra, patterns)]
         return [plain_object(list(s.get("required", [])), props, extra)]

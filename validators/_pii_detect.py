@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from validators._re2 import compile_re2
+from validators._re2 import compile_re2, spans
 
-__all__ = ["DETECTORS", "Detector", "detect"]
+__all__ = ["DETECTORS", "Detector", "PRIVATE_KEY", "SECRET_TOKENS", "detect", "scan"]
 
 
 def _digits(text: str) -> str:
@@ -137,6 +137,8 @@ def _iban(text: str) -> bool:
 
 
 def _ip(text: str) -> bool:
+    if ":" in text and "::" not in text and text.count(":") < 6:
+        return False  # not IPv6 (8 groups, or 6 and an IPv4 tail, unless `::`): a time such as 08:00:00
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -170,20 +172,22 @@ class Detector:
 
 
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_SECRET = "|".join(
-    [
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-        r"|[A-Za-z0-9+/=\s\\]*)",
-        r"\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-        r"\bgh[pousr]_[A-Za-z0-9]{36,}",
-        r"\bgithub_pat_[A-Za-z0-9_]{22,}",
-        r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
-        r"\bAIza[0-9A-Za-z_\-]{35}",
-        r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}",
-        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
-    ]
+# A key block runs to its END line, or (none yet) over the base64 that follows the header.
+PRIVATE_KEY = (
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+    r"|[A-Za-z0-9+/=\s\\]*)"
 )
+SECRET_TOKENS = (
+    r"\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\bgh[pousr]_[A-Za-z0-9]{36,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+    r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+    r"\bAIza[0-9A-Za-z_\-]{35}",
+    r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}",
+    r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+)
+_SECRET = "|".join([PRIVATE_KEY, *SECRET_TOKENS])
 _IPV6 = r"(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){1,7}(?::(?:\d{1,3}\.){3}\d{1,3})?"
 
 # In priority order: where findings overlap, the earlier entity wins.
@@ -241,15 +245,19 @@ def _touches_after(text: str, end: int, det: Detector) -> bool:
     return not (after in ".:" and (end + 1 == len(text) or not text[end + 1].isalnum()))
 
 
-def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector]]:
-    """Non-overlapping findings (start, end, detector) of the chosen entities, in text order."""
-    found: list[tuple[int, int, Detector]] = []  # sorted by start, never overlapping
+Finding = tuple[int, int, Detector]
+
+
+def scan(text: str, entities: frozenset[str]) -> tuple[list[Finding], list[tuple[int, int]]]:
+    """`detect`'s findings, and the extent of every raw pattern match (confirmed or not) behind them."""
+    found: list[Finding] = []  # sorted by start, never overlapping
+    extents: list[tuple[int, int]] = []
     starts: list[int] = []
     for det in DETECTORS:
         if det.entity not in entities:
             continue
-        for m in det.regex().finditer(text):
-            start, end = m.span()
+        for start, end in spans(det.regex(), text):
+            extents.append((start, end))
             if det.entity == "iban":
                 iban_end = _iban_end(text, start, end)
                 if iban_end is None:
@@ -268,4 +276,9 @@ def detect(text: str, entities: frozenset[str]) -> list[tuple[int, int, Detector
                 continue  # overlaps a finding of a higher-priority entity
             starts.insert(at, start)
             found.insert(at, (start, end, det))
-    return found
+    return found, extents
+
+
+def detect(text: str, entities: frozenset[str]) -> list[Finding]:
+    """Non-overlapping findings (start, end, detector) of the chosen entities, in text order."""
+    return scan(text, entities)[0]

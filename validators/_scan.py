@@ -58,6 +58,11 @@ def _map(value: Any, fn: Callable[[str], str]) -> Any:
         return {fn(k): _map(v, fn) for k, v in value.items()}
     if isinstance(value, list):
         return [_map(v, fn) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # a card number sent as a JSON number is still a card number: the redacted form is a string
+        text = str(value)
+        mapped = fn(text)
+        return value if mapped == text else mapped
     return value
 
 

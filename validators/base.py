@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
+from validators.budget import Budget
+
 if TYPE_CHECKING:
     from validators.schema_cache import SchemaCache
 
 __all__ = [
-    "ON_FAIL_MODES",
     "BuildContext",
+    "ON_FAIL_MODES",
     "Output",
     "RequestContext",
     "Span",
@@ -154,10 +156,13 @@ class Output:
 
 @dataclass(frozen=True)
 class RequestContext:
-    """What the request asked for: its `response_format` and declared `tools`."""
+    """What the request asked for: `response_format`, declared `tools` and `tool_choice`; `budget` bounds
+    its validation."""
 
     response_format: Mapping[str, Any] | None = None
     tools: tuple[Mapping[str, Any], ...] = ()
+    budget: Budget | None = field(default=None, compare=False, repr=False)
+    tool_choice: Any = None
 
     def response_schema(self) -> Mapping[str, Any] | bool | None:
         """The JSON Schema in `response_format.json_schema.schema`, if any."""
@@ -172,6 +177,21 @@ class RequestContext:
         """True when `response_format` asks for JSON (`json_object` or `json_schema`)."""
         rf = self.response_format
         return isinstance(rf, Mapping) and rf.get("type") in ("json_object", "json_schema")
+
+    def forces_tool_call(self) -> bool:
+        """True when the request declares tools and `tool_choice` is `required` or names a function."""
+        if not self.tools:
+            return False
+        return self.tool_choice == "required" or self.forced_tool_name() is not None
+
+    def forced_tool_name(self) -> str | None:
+        """The function `tool_choice` names (`{"type": "function", "function": {"name": ...}}`), if any."""
+        choice = self.tool_choice
+        if not isinstance(choice, Mapping) or choice.get("type") != "function":
+            return None
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else choice.get("name")  # Responses API shape
+        return name if isinstance(name, str) and name else None
 
     def tool_schema(self, name: str) -> Mapping[str, Any] | bool | None:
         """The `parameters` schema of the declared function tool `name`; None when undeclared."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from validators._messages import pointer
 from validators.base import strict_json
+from validators.budget import tick
 from validators.schema_cache import CompiledSchema, additional_keys
 
 __all__ = ["coerce_document"]
@@ -87,6 +88,7 @@ class _Coercer:
     def coerce(self, value: Any, schema: Any, path: list[Any], hops: int = 0) -> Any:
         if not isinstance(schema, Mapping) or hops > _MAX_REF_HOPS:
             return value
+        tick()  # branches retried at every level multiply: the request's budget bounds them
         if "$ref" in schema:
             value = self.coerce(value, self.lookup(schema["$ref"]), path, hops + 1)
         for sub in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:

@@ -6,15 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from validators._options import Options, did_you_mean
-from validators._pii_detect import DETECTORS, detect
+from validators._pii_detect import DETECTORS, detect, scan
+from validators._pii_stream import pii_pending, pii_window
 from validators._scan import targets
 from validators.base import BuildContext, Output, RequestContext, Span, ValidatorConfigError, Violation
 
 __all__ = ["ENTITIES", "PiiValidator", "pii_factory"]
 
 ENTITIES = tuple(d.entity for d in DETECTORS)
-# Long enough for any finding except a private-key block, which stays held while it touches the end.
-_WINDOW = 260
 
 
 class PiiValidator:
@@ -25,14 +24,24 @@ class PiiValidator:
     def __init__(self, entities: tuple[str, ...] = ENTITIES, on_fail: str | None = None) -> None:
         self.entities = frozenset(entities)
         self.on_fail = on_fail
-        self.window = _WINDOW
+        self.window = pii_window(self.entities)  # bounded entities; `pending` covers the rest
 
     def find(self, text: str) -> list[Span]:
         """Every finding, with its placeholder (`[EMAIL]`, `[SECRET]`, ...) and name (`pii:email`)."""
-        return [
+        return self.find_extents(text)[0]
+
+    def pending(self, text: str) -> int | None:
+        """Where an e-mail, key or private-key block may still be arriving at the end of `text`."""
+        return pii_pending(text, self.entities)
+
+    def find_extents(self, text: str) -> tuple[list[Span], list[tuple[int, int]]]:
+        """`find`, and the extent of every raw match (a stream never cuts its context inside one)."""
+        found, extents = scan(text, self.entities)
+        spans = [
             Span(start, end, det.placeholder, f"pii:{det.entity}", f"the output contains {det.label}")
-            for start, end, det in detect(text, self.entities)
+            for start, end, det in found
         ]
+        return spans, extents
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """One violation per kind of finding per place; the finding itself is never quoted."""

@@ -20,15 +20,16 @@ def _redact_with(validator: SpanValidator, output: Output, names: dict[str, None
             names.setdefault(span.name, None)
         return apply_spans(text, spans) if spans else text
 
-    redacted = map_strings(replace(output, text=None), fix)
+    tool_calls = map_strings(replace(output, text=None), fix).tool_calls
     text = output.text
-    if text:
-        new_text = fix(text)
-        if new_text != text and output.json_error() is None and Output(new_text).json_error() is not None:
-            # The raw replacement broke valid JSON: redact inside the decoded strings instead.
-            new_text = map_json_text(text, fix)
-        text = new_text
-    return replace(output, text=text, tool_calls=redacted.tool_calls)
+    new_text = fix(text) if text else text
+    if new_text == text:  # nothing found: keep `output`, and the JSON it has parsed already
+        return output if tool_calls == output.tool_calls else replace(output, tool_calls=tool_calls)
+    redacted = replace(output, text=new_text, tool_calls=tool_calls)
+    if output.json_error() is None and redacted.json_error() is not None:
+        # The raw replacement broke valid JSON: redact inside the decoded strings instead.
+        redacted = replace(output, text=map_json_text(text or "", fix), tool_calls=tool_calls)
+    return redacted  # its parse is kept for the checks that follow
 
 
 def redact(validators: Sequence[Validator], output: Output, ctx: RequestContext) -> tuple[Output, list[str]]:

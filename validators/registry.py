@@ -123,14 +123,17 @@ def default_registry(*, plugins: bool = True, schema_cache: SchemaCache | None =
 def implicit_validators(
     registry: Registry, ctx: RequestContext, existing: Sequence[Validator] = ()
 ) -> list[Validator]:
-    """`json` / `json_schema` validators a JSON `response_format` brings in, unless `existing` has them."""
-    if not ctx.wants_json():
-        return []
+    """Validators the request brings in, unless `existing` has them: `json` / `json_schema` for a JSON
+    `response_format`, `tool_calls` for a forced tool call (`tool_choice` required or naming a function).
+    """
     out: list[Validator] = []
-    if not any(v.type == "json" for v in existing):
-        out.append(registry.create({"type": "json"}))
-    if ctx.response_schema() is not None and not any(
-        getattr(v, "uses_response_format", False) for v in existing
-    ):
-        out.append(registry.create({"type": "json_schema", "schema": "response_format"}))
+    if ctx.wants_json():
+        if not any(v.type == "json" for v in existing):
+            out.append(registry.create({"type": "json"}))
+        if ctx.response_schema() is not None and not any(
+            getattr(v, "uses_response_format", False) for v in existing
+        ):
+            out.append(registry.create({"type": "json_schema", "schema": "response_format"}))
+    if ctx.forces_tool_call() and not any(v.type == "tool_calls" for v in existing):
+        out.append(registry.create({"type": "tool_calls"}))
     return out

@@ -7,11 +7,18 @@ from dataclasses import dataclass, field
 
 from validators._spans import apply_spans
 from validators.base import RequestContext, Span, SpanValidator, Validator, Violation
-from validators.text import LengthValidator, RegexValidator
+from validators.text import REDACTED, LengthValidator, RegexValidator
 
-__all__ = ["GuardStep", "StreamGuard"]
+__all__ = ["GuardStep", "HOLD_CAP", "StreamGuard"]
 
 _TALLY_CHUNK = 256
+HOLD_CAP = 64 * 1024  # the longest run a stream holds back; a longer one is redacted (or ends the stream)
+_RECHECK_FROM = 256  # past this much held text, re-scan only after it grew by an eighth (linear cost)
+_CONTEXT_CAP = 4096  # kept text before the release point when no clean cut is found
+_Found = tuple[SpanValidator, Span]
+_NEUTRAL = frozenset(chr(i) for i in range(128)) - frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-:.+"
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class StreamGuard:
         self._cap: int | None = None  # length redaction: nothing past this index is ever sent
         self._reported: set[tuple[str, int | str]] = set()
         self._stopped = False
+        self._swallow = False  # dropping the rest of a run that went over HOLD_CAP
+        self._checked = 0  # held-back size at the last scan that released nothing
         self.violations: list[Violation] = []
 
     def feed(self, delta: str) -> GuardStep:
@@ -147,41 +156,117 @@ class StreamGuard:
                 stop = stop or _stops(v.on_fail)
         return stop
 
+    def _scan(self, text: str) -> tuple[list[_Found], list[tuple[int, int]]]:
+        """Every finding in `text`, and the extent of every raw match (findings' extents by default)."""
+        spans: list[_Found] = []
+        extents: list[tuple[int, int]] = []
+        for v in self._finders:
+            both = getattr(v, "find_extents", None)
+            found, raw = both(text) if both is not None else (v.find(text), None)
+            spans.extend((v, s) for s in found)
+            extents.extend(raw if raw is not None else ((s.start, s.end) for s in found))
+        return spans, extents
+
+    def _limit(self, text: str, sent: int, spans: list[_Found]) -> tuple[int, Validator | None]:
+        """Where the held-back text begins, and the validator that holds the most."""
+        limit, holder = max(len(text) - self._hold, sent), None
+        for finder in self._finders:
+            pending = getattr(finder, "pending", None)
+            start = pending(text) if pending is not None else None
+            if start is not None and start < limit:
+                limit, holder = max(start, sent), finder
+        moved = True
+        while moved:
+            moved = False
+            for finder, span in spans:
+                if span.start < limit < span.end and span.start >= sent:
+                    limit, holder, moved = span.start, finder, True
+        return limit, holder
+
     def _step(self, delta: str, final: bool) -> GuardStep:
         found: list[Violation] = []
         if self._length_limit(delta, found):
             self._stopped = True
             return GuardStep("", found, True)
+        if self._swallow and not self._drop_run_rest(final):
+            return GuardStep("", found, False)
         text, base = self._buf, self._base
-        limit = len(text) if final else max(len(text) - self._hold, self._sent - base)
-        for finder in self._finders if not final else ():
-            pending = getattr(finder, "pending", None)
-            start = pending(text) if pending is not None else None
-            if start is not None:
-                limit = max(min(limit, start), self._sent - base)
-        spans: list[tuple[SpanValidator, Span]] = [(v, s) for v in self._finders for s in v.find(text)]
-        moved = not final
-        while moved:
-            moved = False
-            for _, span in spans:
-                if span.start < limit < span.end and span.start >= self._sent - base:
-                    limit, moved = span.start, True
+        sent = self._sent - base
+        held = len(text) - sent
+        if not final and _RECHECK_FROM < held <= HOLD_CAP and held < self._checked + self._checked // 8:
+            return GuardStep("", found, False)  # a long run is still arriving: check it again at +1/8
+        spans, extents = self._scan(text)
+        limit, holder = (len(text), None) if final else self._limit(text, sent, spans)
+        over = not final and len(text) - limit > HOLD_CAP
         redactions: list[Span] = []
         stop = False
         for validator, span in spans:
-            if span.end > limit or span.end <= self._sent - base:
+            if span.end > limit or span.end <= sent:
                 continue
             if validator.on_fail == "redact":
                 redactions.append(span)
             if self._report(Violation(validator.type, span.message), (span.name, base + span.start)):
                 found.append(self.violations[-1])
                 stop = stop or _stops(validator.on_fail)
+        if over:
+            stop = self._over_cap(holder, len(text) - limit, found) or stop
         if stop:
             self._stopped = True
             return GuardStep("", found, True)
-        end = limit if self._cap is None else min(limit, max(self._cap - base, self._sent - base))
-        release = apply_spans(text, redactions, self._sent - base, end)
+        end = limit if self._cap is None else min(limit, max(self._cap - base, sent))
+        release = apply_spans(text, redactions, sent, end)
+        self._checked = 0 if end > sent else held
+        if over and end == limit:
+            release += self._tail_of_run(text[limit:], holder)
+            end = len(text)
         self._sent = base + end
-        keep_from = max(0, end - self._hold)
+        keep_from = _sync_point(text, end, extents, self._hold)
         self._buf, self._base = text[keep_from:], base + keep_from
         return GuardStep(release, found, False)
+
+    def _over_cap(self, holder: Validator | None, size: int, found: list[Violation]) -> bool:
+        """A run longer than HOLD_CAP that could still be a match: report it; True when it ends the stream."""
+        v = holder or self._finders[0]
+        msg = (
+            f"the output has a run of {size:,} characters that could still be a match, longer than the "
+            f"{HOLD_CAP:,} a stream may hold back; it was not sent"
+            if v.on_fail != "flag"
+            else f"the output has a run of {size:,} characters too long to check while streaming"
+        )
+        if self._report(Violation(v.type, msg), ("hold_cap", self._sent)):
+            found.append(self.violations[-1])
+        return _stops(v.on_fail)
+
+    def _tail_of_run(self, run: str, holder: Validator | None) -> str:
+        """What replaces a run over the cap: a placeholder (its rest is dropped too), or itself if flagged."""
+        if holder is not None and holder.on_fail == "flag":
+            return run
+        self._swallow = True
+        return REDACTED
+
+    def _drop_run_rest(self, final: bool) -> bool:
+        """Drop the rest of a run cut at the cap, up to the next whitespace; False while it goes on."""
+        sent = self._sent - self._base
+        rest = self._buf[sent:]
+        stop_at = next((i for i, c in enumerate(rest) if c.isspace()), None)
+        if stop_at is None:
+            self._sent, self._buf, self._base = self._base + len(self._buf), "", self._base + len(self._buf)
+            return final
+        self._swallow = False
+        self._buf, self._base = rest[stop_at:], self._sent + stop_at
+        self._sent = self._base
+        return True
+
+
+def _sync_point(text: str, end: int, extents: list[tuple[int, int]], hold: int) -> int:
+    """Where the kept text may start so that scanning it finds what scanning the whole text would.
+
+    No raw match may span the cut (each pattern's scan restarts there), and the character before it
+    must be one that no word-boundary or edge check reads differently from a start of text.
+    """
+    lo = max(0, end - _CONTEXT_CAP)
+    near = [(s, e) for s, e in extents if e > lo and s < end]
+    for c in range(end, lo, -1):
+        if text[c - 1] in _NEUTRAL and not any(s < c < e for s, e in near):
+            return c
+    return 0 if end <= _CONTEXT_CAP else max(0, end - hold)  # no clean cut: keep a window (approximate)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from validators._holdback import alphabet_of, max_width, run_start
 from validators._normalize import find_phrase, fold, fold_phrase
 from validators._options import Options
 from validators._re2 import UnsupportedPattern, compile_re2
@@ -29,16 +29,6 @@ def _where(path: str | None) -> str:
     return "the output" if path is None else f"the tool-call argument at {path}"
 
 
-def _max_width(pattern: str) -> int | None:
-    """The longest text `pattern` can match, when Python's parser can bound it."""
-    parser: Any = getattr(re, "_parser", None)
-    try:
-        width = parser.parse(pattern).getwidth()[1] if parser else None
-    except Exception:  # noqa: BLE001 - RE2 syntax that Python's parser rejects: no bound known
-        return None
-    return int(width) if width is not None and width < 100_000 else None
-
-
 class RegexValidator:
     """Deny patterns must not match anywhere; require patterns must match somewhere in the text."""
 
@@ -50,9 +40,16 @@ class RegexValidator:
         self.deny = [(p, compile_re2(p)) for p in deny]
         self.require = [(p, compile_re2(p)) for p in require]
         self.on_fail = on_fail
-        widths = [_max_width(p) for p in deny]
+        widths = [max_width(p) for p in deny]
+        # An unbounded pattern is held by its alphabet's trailing run (see `pending`), unless the
+        # operator bounds it with `max_match`, or its syntax is RE2-only (then a fixed window).
+        pairs = [
+            (w, None if w is not None or max_match else alphabet_of(p))
+            for p, w in zip(deny, widths, strict=True)
+        ]
+        self._runs = [a for _, a in pairs if a is not None]
         bound = max_match or _DEFAULT_WINDOW
-        self.window = max([w if w is not None else bound for w in widths], default=0)
+        self.window = max([w if w is not None else (0 if a else bound) for w, a in pairs], default=0)
 
     def find(self, text: str) -> list[Span]:
         """Every match of a deny pattern (empty matches ignored)."""
@@ -63,6 +60,10 @@ class RegexValidator:
                     msg = f"the output matches the denied pattern {source!r}"
                     spans.append(Span(m.start(), m.end(), REDACTED, "regex", msg))
         return spans
+
+    def pending(self, text: str) -> int | None:
+        """Where a match of an unbounded deny pattern may still be in progress at the end of `text`."""
+        return min((s for s in (run_start(text, a) for a in self._runs) if s is not None), default=None)
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
         """One violation per denied pattern found (per place) and per required pattern missing."""

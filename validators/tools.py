@@ -39,8 +39,23 @@ class ToolCallsValidator:
         """Violations per call: undeclared name, arguments that are not JSON, schema mismatches."""
         out: list[Violation] = []
         declared = [fn.get("name") for t in ctx.tools if isinstance(fn := t.get("function"), Mapping)]
+        forced = ctx.forced_tool_name()
+        if not output.tool_calls and ctx.forces_tool_call():
+            wanted = f"a call to {short(forced, 40)}" if forced else "a tool call (tool_choice: required)"
+            message = f"the request asked for {wanted} but the answer has none"
+            out.append(Violation(self.type, message, "/tool_calls"))
         for i, call in enumerate(output.tool_calls):
             name = _name(call)
+            if forced is not None and name != forced and ctx.tool_schema(forced) is not None:
+                out.append(
+                    Violation(
+                        self.type,
+                        f"tool call #{i} ({short(name, 40)}) calls another tool than tool_choice names"
+                        f" ({short(forced, 40)})",
+                        f"/tool_calls/{i}/function/name",
+                    )
+                )
+                continue
             schema = ctx.tool_schema(name) if isinstance(name, str) else None
             label = f"tool call #{i} ({short(name, 40)})"
             if schema is None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-import measure
-import procs
 import pytest
-import report
-import rounds
-import wrk
-from payload import ANSWER, CONTENT, SCHEMA, completion, request_body
+
+from bench import measure, procs, report, rounds, wrk
+from bench.payload import ANSWER, CONTENT, SCHEMA, completion, request_body
 
 
 def test_wrk_result_line_is_parsed_into_rate_latency_and_errors() -> None:
@@ -153,7 +150,7 @@ def test_rendered_tables_name_failed_subjects() -> None:
 
 
 def test_profile_summary_attributes_self_and_inclusive_time() -> None:
-    import profile_cpu
+    from bench import profile_cpu
 
     lines = [
         'process 1:"python -m proxy serve";main (proxy/cli.py:5);handle (proxy/pipeline.py:10);'

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
-import measure
-import procs
-import wrk
-from payload import MASTER_KEY, request_body
-from subjects import BENCH, free_port, subject_env
+import pytest
+
+from bench import measure, procs, wrk
+from bench.payload import MASTER_KEY, request_body
+from bench.subjects import BENCH, free_port, subject_env
+
+
+@pytest.fixture(scope="module")
+def wrk_binary() -> str:
+    """wrk from PATH; a missing one fails the test (`make test` installs it, as `make bench` does)."""
+    found = shutil.which("wrk")
+    if found is None:
+        pytest.fail("wrk not found: run `make test` or `apt-get install -y wrk`")
+    return found
 
 
 def _server(tmp_path: Path, app: str) -> tuple[procs.Server, int]:
     port = free_port()
-    argv = [sys.executable, str(BENCH / f"{app}.py"), "--port", str(port)]
+    argv = [sys.executable, "-m", f"bench.{app}", "--port", str(port)]
     return procs.Server(argv, subject_env(), tmp_path / f"{app}.log", BENCH.parent), port
 
 
-def test_start_load_and_stop_the_fixed_app(tmp_path: Path) -> None:
+def test_start_load_and_stop_the_fixed_app(tmp_path: Path, wrk_binary: str) -> None:
     server, port = _server(tmp_path, "fixed_app")
     try:
         startup = server.start(f"http://127.0.0.1:{port}/health", timeout=60)
@@ -30,14 +40,12 @@ def test_start_load_and_stop_the_fixed_app(tmp_path: Path) -> None:
         script = tmp_path / "post.lua"
         script.write_text(wrk.lua_script(body, headers))
         row = measure.load(
-            wrk.ensure_wrk(), f"http://127.0.0.1:{port}/v1/chat/completions", script, 4, 1, server.pid, None
+            wrk_binary, f"http://127.0.0.1:{port}/v1/chat/completions", script, 4, 1, server.pid, None
         )
         assert row["requests"] > 50 and row["errors"] == 0
         assert row["cpu_ms_per_req"] is not None and row["cpu_ms_per_req"] > 0
         assert row["p50_ms"] is not None and 0 < row["p50_ms"] <= row["p99_ms"]
-        bad = measure.load(
-            wrk.ensure_wrk(), f"http://127.0.0.1:{port}/nowhere", script, 2, 1, server.pid, None
-        )
+        bad = measure.load(wrk_binary, f"http://127.0.0.1:{port}/nowhere", script, 2, 1, server.pid, None)
         assert bad["requests"] > 0 and bad["errors"] == bad["requests"]  # 404s count as errors
         pid = server.pid
     finally:
@@ -50,11 +58,8 @@ def test_a_subject_that_exits_is_reported_not_waited_for(tmp_path: Path) -> None
     argv = [sys.executable, "-c", "import sys; sys.exit(3)"]
     server = procs.Server(argv, subject_env(), tmp_path / "dead.log", tmp_path)
     try:
-        server.start(f"http://127.0.0.1:{free_port()}/health", timeout=30)
-    except procs.StartError as exc:
-        assert "status 3" in str(exc)
-    else:
-        raise AssertionError("a process that exits must not count as started")
+        with pytest.raises(procs.StartError, match="status 3"):
+            server.start(f"http://127.0.0.1:{free_port()}/health", timeout=30)
     finally:
         server.stop()
 
@@ -62,20 +67,16 @@ def test_a_subject_that_exits_is_reported_not_waited_for(tmp_path: Path) -> None
 def test_a_subject_that_never_answers_times_out(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
     server = procs.Server(argv, subject_env(), tmp_path / "mute.log", tmp_path)
-    try:
-        server.start(f"http://127.0.0.1:{free_port()}/health", timeout=1.0)
-    except procs.StartError as exc:
-        assert "within" in str(exc)
-    else:
-        raise AssertionError("a mute process must time out")
+    with pytest.raises(procs.StartError, match="within"):
+        server.start(f"http://127.0.0.1:{free_port()}/health", timeout=0.5)
     assert not server.alive()
 
 
 def test_stream_timing_separates_first_content_from_the_end(tmp_path: Path) -> None:
     import http.client
 
-    import configs
-    from payload import CHUNK_DELAY_MS, CONTENT, STREAM_LABEL
+    from bench import configs
+    from bench.payload import CHUNK_DELAY_MS, CONTENT, STREAM_LABEL
 
     port = free_port()
     argv = [
@@ -105,12 +106,8 @@ def test_stream_timing_separates_first_content_from_the_end(tmp_path: Path) -> N
 
 def test_a_missing_program_is_a_start_error(tmp_path: Path) -> None:
     server = procs.Server(["/nonexistent/redis-server"], subject_env(), tmp_path / "x.log", tmp_path)
-    try:
+    with pytest.raises(procs.StartError, match="cannot run /nonexistent/redis-server"):
         server.start("tcp://127.0.0.1:1", timeout=5)
-    except procs.StartError as exc:
-        assert "cannot run /nonexistent/redis-server" in str(exc)
-    else:
-        raise AssertionError("a missing program must be reported")
 
 
 def test_tcp_readiness_sees_a_listener_and_no_listener() -> None:

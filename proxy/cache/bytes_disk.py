@@ -81,8 +81,11 @@ class BytesDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no typ
             return 0, MODE_RAW, None, sqlite3.Binary(value)
         filename, full_path = self.filename(key, value)
         try:
-            os.makedirs(os.path.dirname(full_path), exist_ok=True)
-            with open(full_path, "xb") as handle:
+            folder = os.path.dirname(full_path)
+            for level in (os.path.dirname(folder), folder):  # makedirs gives `mode` to the leaf only
+                os.makedirs(level, mode=0o700, exist_ok=True)
+            fd = os.open(full_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)  # entries are private
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(value)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -9,8 +9,10 @@
 - Approximate LRU: a hit on an entry stored more than `refresh_after` seconds ago re-stores it in the
   background with its original expiry, so hot entries move to the young end of the eviction order at
   the cost of one write per entry per `refresh_after`, not one per hit.
-- Every value is sealed (`envelope`); a torn, garbled or foreign row is a miss and is evicted. A
-  database that cannot be opened (garbled file, read-only or full disk) makes every call a miss.
+- Every value is signed (`envelope`: HMAC-SHA256 over key and value, secret from `cache.secret` or
+  generated into the folder, `secret`); a forged, altered, moved, torn or foreign row is a miss, is
+  evicted and is reported as op ``tampered``. The database, its WAL and every value file are 0600.
+  A database that cannot be opened (garbled file, read-only or full disk) makes every call a miss.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import diskcache
 from proxy.cache import disk_ops
 from proxy.cache.backend import ErrorHook, ErrorLog
 from proxy.cache.bytes_disk import BytesDisk, RefusedValue
-from proxy.cache.envelope import seal, unseal
+from proxy.cache.envelope import Sealer, TamperedEntry
+from proxy.cache.secret import disk_secret, private_file
 
 __all__ = ["DiskBackend"]
 
@@ -62,6 +65,7 @@ class DiskBackend:
         busy_timeout: float = 0.05,
         refresh_after: float = 600.0,
         clock: Callable[[], float] = time.time,
+        secret: bytes | None = None,
     ) -> None:
         self.path = path
         self.hits = 0
@@ -74,9 +78,14 @@ class DiskBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guardproxy-cache")
         self._cache: diskcache.Cache | None = None
+        self._sealer: Sealer | None = None
         self.open_error: str | None = None
         try:
             _private_dir(path)
+            self._sealer = Sealer(secret if secret is not None else disk_secret(path))
+            private_file(path / "cache.db")  # new -wal and -shm files get the database's mode
+            for name in ("cache.db-wal", "cache.db-shm"):  # ones left by an older version: tighten
+                private_file(path / name, create=False)
             self._cache = diskcache.Cache(
                 str(path),
                 timeout=busy_timeout,
@@ -98,14 +107,14 @@ class DiskBackend:
 
     async def get(self, key: str) -> bytes | None:
         """Return the payload stored under `key`, or None (miss, expired, corrupt, or any error)."""
-        cache = self._cache
-        if cache is None:
+        cache, sealer = self._cache, self._sealer
+        if cache is None or sealer is None:
             self.misses += 1
             return None
         try:
             sealed, expire_at = cache.get(_ENTRY + key, expire_time=True)
-        except RefusedValue as exc:
-            await self._evict(key, "get", exc)
+        except RefusedValue as exc:  # a row we did not write (pickle, text, odd file name)
+            await self._evict(key, exc)
             return None
         except Exception as exc:
             self._log.record("get", exc)
@@ -114,9 +123,9 @@ class DiskBackend:
         if sealed is None:
             self.misses += 1
             return None
-        opened = unseal(sealed)
+        opened = sealer.unseal(key, sealed)
         if opened is None:
-            await self._evict(key, "get", ValueError("corrupt cache entry (checksum mismatch)"))
+            await self._evict(key, TamperedEntry("cache entry fails authentication"), sealed)
             return None
         payload, stored_at = opened
         self.hits += 1
@@ -126,10 +135,10 @@ class DiskBackend:
 
     async def set(self, key: str, value: bytes, ttl: float) -> bool:
         """Store `value` under `key` for `ttl` seconds on the writer thread."""
-        cache = self._cache
-        if cache is None:
+        cache, sealer = self._cache, self._sealer
+        if cache is None or sealer is None:
             return False
-        sealed = seal(value, self._clock())
+        sealed = sealer.seal(key, value, self._clock())
         try:
             return bool(await self._write(cache, cache.set, _ENTRY + key, sealed, expire=ttl))
         except Exception as exc:
@@ -226,13 +235,17 @@ class DiskBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
 
-    async def _evict(self, key: str, op: str, exc: Exception) -> None:
-        self._log.record(op, exc)
+    async def _evict(self, key: str, exc: Exception, sealed: bytes | None = None) -> None:
+        """Drop a row that failed authentication; with `sealed`, only while it still holds those bytes."""
+        self._log.record("tampered", exc)
         self.misses += 1
         cache = self._cache
         if cache is not None:
             try:
-                await self._write(cache, cache.delete, _ENTRY + key)
+                if sealed is None:
+                    await self._write(cache, cache.delete, _ENTRY + key)
+                else:  # a valid entry stored meanwhile by another worker must survive
+                    await self._write(cache, disk_ops.delete_if, cache, _ENTRY + key, sealed)
             except Exception as delete_exc:
                 self._log.record("evict", delete_exc)
 
@@ -245,9 +258,10 @@ class DiskBackend:
     async def _refresh(self, key: str, sealed: bytes, payload: bytes, expire_at: float | None) -> None:
         cache = self._cache
         try:
-            if cache is not None:
+            if cache is not None and self._sealer is not None:
+                reseal = functools.partial(self._sealer.seal, key, payload)
                 await self._write(
-                    cache, disk_ops.restore, cache, _ENTRY + key, sealed, payload, expire_at, self._clock
+                    cache, disk_ops.restore, cache, _ENTRY + key, sealed, reseal, expire_at, self._clock
                 )
         except Exception as exc:
             self._log.record("refresh", exc)

@@ -10,8 +10,6 @@ from typing import Any, TypeVar
 
 import diskcache
 
-from proxy.cache.envelope import seal
-
 __all__ = ["clear", "delete_if", "prune", "restore", "volume", "write"]
 
 _T = TypeVar("_T")
@@ -46,11 +44,11 @@ def restore(
     cache: diskcache.Cache,
     key: str,
     sealed: bytes,
-    payload: bytes,
+    reseal: Callable[[float], bytes],
     expire_at: float | None,
     clock: Callable[[], float],
 ) -> bool:
-    """Re-store an unchanged entry with a fresh store time and its original expiry."""
+    """Re-store an unchanged entry, signed again by `reseal(now)`, with its original expiry."""
     now = clock()
     if expire_at is not None and expire_at <= now:
         return False
@@ -58,7 +56,7 @@ def restore(
         if cache.get(key) != sealed:
             return False
         expire = None if expire_at is None else expire_at - now
-        return bool(cache.set(key, seal(payload, now), expire=expire))
+        return bool(cache.set(key, reseal(now), expire=expire))
 
 
 def volume(cache: diskcache.Cache) -> tuple[int, int, int]:

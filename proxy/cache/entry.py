@@ -7,13 +7,20 @@ or carrying an outcome that may not be served from the cache.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-__all__ = ["ENTRY_VERSION", "STORABLE_OUTCOMES", "CachedAnswer", "decode_entry", "encode_entry"]
+__all__ = [
+    "CachedAnswer",
+    "ENTRY_VERSION",
+    "STORABLE_OUTCOMES",
+    "decode_entry",
+    "encode_entry",
+    "mentions_secret",
+]
 
 ENTRY_VERSION = 1
 STORABLE_OUTCOMES = frozenset({"pass", "repaired", "reasked", "fallback", "flagged", "redacted"})
@@ -45,6 +52,14 @@ def encode_entry(
         "created": created,
     }
     return orjson.dumps(document)
+
+
+def mentions_secret(entry: bytes, secrets: Iterable[str]) -> bool:
+    """True when an encoded entry holds one of `secrets` verbatim, anywhere (text, tool-call arguments).
+
+    Compared in JSON-escaped form, as `encode_entry` writes strings; a plain substring test per secret.
+    """
+    return any(orjson.dumps(secret)[1:-1] in entry for secret in secrets if secret)
 
 
 def decode_entry(data: bytes | None) -> CachedAnswer | None:

@@ -5,7 +5,10 @@
   `backoff` seconds (every call a miss / skipped write / granted lock, no network), then tries again.
 - Entries: ``SET <ns>e:<key> <sealed value> PX ttl``; locks: ``SET <ns>l:<key> <token> NX PX ttl``,
   released by a compare-and-delete script so a leader never frees a lock that expired and was retaken.
-- Values carry the same sealed envelope as the disk backend; a garbled value is a miss and is deleted.
+- Values carry the same signed envelope as the disk backend (HMAC-SHA256 over key and value with
+  `cache.secret`, which every replica must share); a forged, altered, moved or garbled value is a
+  miss, is reported as op ``tampered`` and is deleted (compare-and-delete: a valid value stored
+  meanwhile by another replica survives).
 - Server-side errors on one command (OOM under `noeviction`, NOPERM, READONLY) are counted but do not
   trigger the back-off: reads may still work while writes are refused.
 """
@@ -24,12 +27,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from proxy.cache.backend import ErrorHook, ErrorLog
-from proxy.cache.envelope import seal, unseal
+from proxy.cache.envelope import Sealer, TamperedEntry
 
 __all__ = ["RedisBackend"]
 
 _T = TypeVar("_T")
-_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_DELETE_IF = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+)
 
 
 def _ms(seconds: float) -> int:
@@ -45,6 +50,7 @@ class RedisBackend:
         self,
         url: str,
         *,
+        secret: bytes,
         on_error: ErrorHook | None = None,
         op_timeout: float = 0.25,
         backoff: float = 1.0,
@@ -54,6 +60,7 @@ class RedisBackend:
         self.hits = 0
         self.misses = 0
         self.skipped = 0
+        self._sealer = Sealer(secret)
         self._log = ErrorLog("redis", on_error)
         self._backoff = backoff
         self._deadline = 2 * op_timeout  # connect + one command, a hard cap on top of the socket timeouts
@@ -86,18 +93,19 @@ class RedisBackend:
         if raw is None:
             self.misses += 1
             return None
-        opened = unseal(raw.encode() if isinstance(raw, str) else raw)
+        data = raw.encode() if isinstance(raw, str) else raw
+        opened = self._sealer.unseal(key, data)
         if opened is None:
             self.misses += 1
-            self._log.record("get", ValueError("corrupt cache entry (checksum mismatch)"))
-            await self._call("evict", lambda: self._client.delete(self._entry + key), 0)
+            self._log.record("tampered", TamperedEntry("cache entry fails authentication"))
+            await self._call("evict", lambda: self._delete_if(self._entry + key, data), 0)
             return None
         self.hits += 1
         return opened[0]
 
     async def set(self, key: str, value: bytes, ttl: float) -> bool:
         """``SET key value PX ttl``; False when skipped or refused."""
-        sealed = seal(value, time.time())
+        sealed = self._sealer.seal(key, value, time.time())
         done = await self._call("set", lambda: self._client.set(self._entry + key, sealed, px=_ms(ttl)), None)
         return bool(done)
 
@@ -118,7 +126,7 @@ class RedisBackend:
         """Delete our lock if it still holds our token."""
         token = self._locks.pop(key, None)
         if token is not None:
-            await self._call("unlock", lambda: self._eval_unlock(key, token), 0)
+            await self._call("unlock", lambda: self._delete_if(self._lock + key, token), 0)
 
     async def stats(self) -> dict[str, Any]:
         """Entries and value bytes under our namespace (a SCAN), this process's hits/misses/errors."""
@@ -160,8 +168,8 @@ class RedisBackend:
         except Exception as exc:
             self._log.record("close", exc)
 
-    async def _eval_unlock(self, key: str, token: bytes) -> Any:
-        return await self._client.eval(_UNLOCK, 1, self._lock + key, token)  # type: ignore[misc]
+    async def _delete_if(self, name: str, value: bytes) -> Any:
+        return await self._client.eval(_DELETE_IF, 1, name, value)
 
     async def _batches(self, pattern: str) -> AsyncIterator[list[Any]]:
         cursor = 0

@@ -15,6 +15,9 @@
   own `fn`, the others wait on that one; once the budget is spent the followers get the exception.
 - If the leader is cancelled (its client went away), one follower takes over without spending the
   retry budget. A follower's own cancellation never affects the leader.
+- A hand-over names its successor flight, and the followers follow that link rather than looking the
+  key up again: a retry that fails before the other followers have woken up (a cooled-down deployment
+  fails at once) still answers all of them with its error, instead of each starting a fresh flight.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ T = TypeVar("T")
 
 
 class _HandOver(Exception):
-    """The leader is gone; the first follower to wake becomes the next leader."""
+    """The leader is gone; the first follower to wake leads `successor`, the others wait on it."""
+
+    def __init__(self, successor: _Flight) -> None:
+        super().__init__("single-flight leader handed over")
+        self.successor = successor
 
 
 def _new_future() -> asyncio.Future[Any]:
@@ -83,21 +90,26 @@ class SingleFlight:
         lock_ttl: float | None = None,
     ) -> T:
         """Return `fn()`'s result, sharing one call among all concurrent callers of `key`."""
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight(retries_left=self._retries)
+            return await self._lead(key, flight, fn, lookup, wait, lock_ttl)
         while True:
-            flight = self._flights.get(key)
-            if flight is None:
-                flight = self._flights[key] = _Flight(retries_left=self._retries)
-                return await self._lead(key, flight, fn, lookup, wait, lock_ttl)
             if not flight.claimed:
                 flight.claimed = True
                 return await self._lead(key, flight, fn, lookup, wait, lock_ttl)
-            flight.waiters += 1
             try:
-                return cast(T, await asyncio.shield(flight.future))
-            except _HandOver:
-                continue
-            finally:
-                flight.waiters -= 1
+                return cast(T, await self._follow(flight))
+            except _HandOver as handover:
+                flight = handover.successor  # even if it already ended: its outcome is ours
+
+    @staticmethod
+    async def _follow(flight: _Flight) -> Any:
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.future)
+        finally:
+            flight.waiters -= 1
 
     async def _lead(
         self,
@@ -148,11 +160,12 @@ class SingleFlight:
             await self._sleep(min(self._poll, remaining))
 
     def _hand_over(self, key: str, flight: _Flight, retries_left: int) -> None:
+        successor = _Flight(retries_left=retries_left, claimed=False)
         if flight.waiters == 0:
-            self._fail(key, flight, _HandOver())
-            return
-        self._flights[key] = _Flight(retries_left=retries_left, claimed=False)
-        flight.future.set_exception(_HandOver())
+            self._release(key, flight)  # nobody to take over: let the next caller start afresh
+        elif self._flights.get(key) is flight:
+            self._flights[key] = successor  # new callers join the successor too
+        flight.future.set_exception(_HandOver(successor))
         flight.future.exception()  # mark retrieved: waiters may all have gone meanwhile
 
     def _fail(self, key: str, flight: _Flight, exc: Exception) -> None:

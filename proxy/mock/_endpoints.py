@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.mock import render, schema_gen
-from proxy.mock.behaviours import MockReply, embed, plan_reply
+from proxy.mock.behaviours import MockReply, embed, embedding_texts, plan_reply
 from proxy.mock.options import BEHAVIOURS
 
 Scope = MutableMapping[str, Any]
@@ -99,11 +99,7 @@ class Embeddings:
         reply = plan_reply(behaviour, options, {"messages": []}, _count(self.state, name))
         if not await _first_byte(reply, receive, send, self.state, name):
             return
-        raw = request.get("input")
-        texts = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-        if texts and all(isinstance(t, int) for t in texts):
-            texts = [texts]
-        texts = [t if isinstance(t, str) else orjson.dumps(t).decode() for t in texts]
+        texts = embedding_texts(request.get("input"))
         dims = request.get("dimensions") or options.get("dimensions") or 8
         vectors = embed(texts, int(dims), int(options.get("seed", 0)))
         tokens = max(1, sum(len(t) for t in texts) // 4)
@@ -192,7 +188,11 @@ async def _stream(
     send: Send,
     state: MockState,
     name: str,
+    *,
+    failure: Callable[[int], bytes] | None = None,
 ) -> None:
+    """Send the SSE `events`, then `closing`, or the reply's fault. `failure(sent)` renders an in-band
+    error after `sent` events (default: chat's `data: {"error": ...}`)."""
     content_type = _JSON if reply.kind == "malformed" and reply.body == "wrong_content_type" else _SSE
     headers = [(b"content-type", content_type), (b"cache-control", b"no-cache")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -211,7 +211,8 @@ async def _stream(
     if reply.kind == "stall":
         await _client_left(receive, None, state, name)
     elif reply.kind == "stream_error":
-        await send({"type": "http.response.body", "body": render.error_event(reply.message)})
+        tail = failure(len(events)) if failure is not None else render.error_event(reply.message)
+        await send({"type": "http.response.body", "body": tail})
     elif not reply.stream_cut:  # a cut returns here, so the server drops the connection without [DONE]
         tail = render.DONE if reply.kind == "malformed" and reply.body == "truncated" else b"".join(closing)
         await send({"type": "http.response.body", "body": tail})

@@ -16,7 +16,15 @@ from proxy.mock._formats import WORDS
 from proxy.mock.defects import DEFAULT_SCHEMA, break_json
 from proxy.mock.options import BEHAVIOURS, COMMON, MockConfigError, validate_options
 
-__all__ = ["MockConfigError", "MockReply", "embed", "plan_reply", "usage_for", "validate_options"]
+__all__ = [
+    "MockConfigError",
+    "MockReply",
+    "embed",
+    "embedding_texts",
+    "plan_reply",
+    "usage_for",
+    "validate_options",
+]
 
 Kind = Literal["content", "error", "timeout", "malformed", "stall", "stream_error"]
 Generate = Callable[[Any, int], Any]
@@ -133,6 +141,8 @@ def _answer(options: Mapping[str, Any], request: Mapping[str, Any], seed: int, g
     if isinstance(options.get("content"), str):
         return {"kind": "content", "content": options["content"]}
     tool = forced_tool(request)
+    if tool is None and options.get("auto_tools", True):  # a model given tools and `auto` uses one
+        tool = auto_tool(request)
     if tool is not None:
         arguments = orjson.dumps(generate(tool.get("parameters") or {"type": "object"}, seed)).decode()
         call = _tool_call({"function": {"name": tool.get("name", "tool"), "arguments": arguments}}, 0)
@@ -184,7 +194,7 @@ def _error(status: int, retry_after: Any, message: Any) -> Fields:
 
 
 def _tool_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
-    function = call.get("function") or {}
+    function = call.get("function") or call  # the OpenAI shape, or the short `{name, arguments}`
     arguments = function.get("arguments", "{}")
     if not isinstance(arguments, str):
         arguments = orjson.dumps(arguments).decode()
@@ -254,6 +264,17 @@ def forced_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return tools[0]
 
 
+def auto_tool(request: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first tool when `tool_choice` is `auto` (or absent) and the request asks no response_format."""
+    tools = [t.get("function") or {} for t in request.get("tools") or () if isinstance(t, Mapping)]
+    if not tools or request.get("tool_choice") not in (None, "auto") or response_schema(request) is not None:
+        return None
+    messages = request.get("messages") or [{}]
+    if isinstance(messages[-1], Mapping) and messages[-1].get("role") == "tool":
+        return None  # the tool's result is in: answer in text, as a model would (no endless agent loop)
+    return tools[0]
+
+
 def usage_for(
     request: Mapping[str, Any], content: str | None, tool_calls: Sequence[Mapping[str, Any]]
 ) -> dict[str, int]:
@@ -264,6 +285,14 @@ def usage_for(
     completion_chars = len(content or "") + sum(len(c["function"]["arguments"]) for c in tool_calls)
     prompt, completion = max(1, math.ceil(prompt_chars / 4)), math.ceil(completion_chars / 4)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def embedding_texts(raw: Any) -> list[str]:
+    """An embeddings `input` (string, strings, token ids, lists of token ids) as one text per vector."""
+    items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else []
+    if items and all(isinstance(t, int) for t in items):
+        items = [items]  # one list of token ids is one input
+    return [t if isinstance(t, str) else "tokens:" + ",".join(map(str, t)) for t in items]
 
 
 def embed(texts: Sequence[str], dimensions: int = 8, seed: int = 0) -> list[list[float]]:

@@ -25,7 +25,7 @@ import litellm  # noqa: E402
 from litellm.llms.custom_llm import CustomLLM  # noqa: E402
 from litellm.types.utils import EmbeddingResponse, GenericStreamingChunk, ModelResponse  # noqa: E402
 
-from proxy.mock.behaviours import MockReply, embed, plan_reply  # noqa: E402
+from proxy.mock.behaviours import MockReply, embed, embedding_texts, plan_reply  # noqa: E402
 from proxy.mock.options import MockConfigError, validate_options  # noqa: E402
 
 __all__ = ["MockLLM", "mock_exception"]
@@ -38,7 +38,7 @@ _NOT_REQUEST = frozenset({"mock_options", "max_retries"})
 class MockLLM(CustomLLM):  # type: ignore[misc]
     """Answers `litellm.acompletion(model="mock/<behaviour>", mock_options={..., "call_index": n})`."""
 
-    async def acompletion(  # type: ignore[override]
+    async def acompletion(
         self, model: str, messages: list[Any], optional_params: dict[str, Any], **_: Any
     ) -> ModelResponse:
         """One non-streamed answer."""
@@ -57,9 +57,10 @@ class MockLLM(CustomLLM):  # type: ignore[misc]
             await _forever()
         if reply.stream_cut:
             raise _internal("mock: connection error (closed mid-response)", model)
-        return _model_response(reply, model)
+        n = optional_params.get("n")
+        return _model_response(reply, model, n if isinstance(n, int) and 0 < n <= 128 else 1)
 
-    def astreaming(  # type: ignore[override]
+    def astreaming(
         self, model: str, messages: list[Any], optional_params: dict[str, Any], **_: Any
     ) -> AsyncIterator[GenericStreamingChunk]:
         """A stream of chunks; error replies raise here, before the stream exists (like an HTTP status)."""
@@ -68,7 +69,7 @@ class MockLLM(CustomLLM):  # type: ignore[misc]
             raise mock_exception(reply, model)
         return _stream(reply, model)
 
-    async def aembedding(  # type: ignore[override]
+    async def aembedding(
         self,
         model: str,
         input: list[Any],
@@ -82,8 +83,8 @@ class MockLLM(CustomLLM):  # type: ignore[misc]
         await _wait_first_byte(reply)
         if reply.kind == "error":
             raise mock_exception(reply, model)
-        texts = [item if isinstance(item, str) else str(item) for item in input]
-        dimensions = int(options.get("dimensions") or optional_params.get("dimensions") or 8)
+        texts = embedding_texts(input)
+        dimensions = int(optional_params.get("dimensions") or options.get("dimensions") or 8)
         vectors = embed(texts, dimensions, int(options.get("seed", 0)))
         model_response.data = [
             {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
@@ -158,16 +159,22 @@ async def _forever() -> None:
     await asyncio.Event().wait()
 
 
-def _model_response(reply: MockReply, model: str) -> ModelResponse:
+def _model_response(reply: MockReply, model: str, n: int = 1) -> ModelResponse:
+    """The answer, `n` times (the request's `n`: every choice the same)."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.tool_calls:
         message["tool_calls"] = [dict(call) for call in reply.tool_calls]
+    usage = dict(reply.usage)
+    usage["completion_tokens"] = usage.get("completion_tokens", 0) * n
+    usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage["completion_tokens"]
     return ModelResponse(
         id=f"chatcmpl-mock-{uuid.uuid4().hex[:24]}",
         created=int(time.time()),
         model=model,
-        choices=[{"index": 0, "finish_reason": reply.finish_reason, "message": message}],
-        usage=dict(reply.usage),
+        choices=[
+            {"index": i, "finish_reason": reply.finish_reason, "message": dict(message)} for i in range(n)
+        ],
+        usage=usage,
     )
 
 
@@ -199,6 +206,6 @@ def _chunk(
         "tool_use": tool_use,
         "is_finished": finished is not None,
         "finish_reason": finished or "",
-        "usage": usage,  # type: ignore[typeddict-item]
+        "usage": usage,
         "index": 0,
     }

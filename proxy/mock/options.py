@@ -72,8 +72,10 @@ def _text(value: Any) -> str | None:
 
 
 def _tool_calls(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(isinstance(c, Mapping) and "function" in c for c in value):
-        return "must be a list of OpenAI tool calls ({id?, type: function, function: {name, arguments}})"
+    if not isinstance(value, list) or not all(
+        isinstance(c, Mapping) and ("function" in c or "name" in c) for c in value
+    ):
+        return "must be a list of tool calls: {name, arguments} or {id?, type: function, function: {...}}"
     return None
 
 
@@ -95,7 +97,7 @@ COMMON: Mapping[str, Check] = {
 BEHAVIOURS: Mapping[str, Mapping[str, Check]] = {
     "echo": {},
     "static": {"content": _text, "tool_calls": _tool_calls},
-    "schema": {},
+    "schema": {"auto_tools": lambda v: None if isinstance(v, bool) else "must be true or false"},
     "broken-json": {"defect": _one_of(DEFECTS)},
     "error": {"status": _one_of(ERROR_STATUSES), "retry_after": _number(0), "message": _text},
     "timeout": {},

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from proxy.mock._endpoints import ChatCompletions, Embeddings, MockState
+from proxy.mock._responses import Responses
 from proxy.mock.options import BEHAVIOURS, MockConfigError, validate_options
 
 __all__ = ["build_server", "create_mock_app", "load_mock_options", "resolve_entries", "run_mock_server"]
@@ -52,6 +53,7 @@ class MockApp(Starlette):
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/embeddings", Embeddings(state), methods=["POST"]),
+                Route("/v1/responses", Responses(state), methods=["POST"]),
                 Route("/v1/models", _models, methods=["GET"]),
                 Route("/mock/stats", _stats, methods=["GET"]),
                 Route("/mock/reset", _reset, methods=["POST"]),

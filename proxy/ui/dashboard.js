@@ -360,5 +360,7 @@
     await poll();
     setTimeout(loop, POLL_MS);
   }
+  const pageKey = new URLSearchParams(location.search).get("key");  // the review queue needs it too
+  if (pageKey) document.getElementById("to-review").href = "ui/review?key=" + encodeURIComponent(pageKey);
   loop();
 })();

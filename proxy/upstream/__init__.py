@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UpstreamTimeout
-from ..settings import Deployment
+from ..settings import Deployment, LimitSettings
 from .assemble import ChunkAssembler
+from .bounded import too_large
 from .direct import DEFAULT_BASES, DirectTransport
 from .litellm_transport import LitellmTransport
 from .pricing import Prices, load_price_map
@@ -36,8 +37,23 @@ class UpstreamResult:
     cost: float | None
 
 
+def _output_size(chunk: Mapping[str, Any]) -> int:
+    """The characters one chunk adds to the assembled answer (text, refusal, tool names and arguments)."""
+    size = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        size += len(delta.get("content") or "") + len(delta.get("refusal") or "")
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            size += len(fn.get("arguments") or "") + len(fn.get("name") or "")
+    return size
+
+
 class Upstream:
-    """Owns both transports, the per-deployment call counters and the price map."""
+    """Owns both transports, the per-deployment call counters and the price map.
+
+    `limits` (read once, at start-up) bounds what one answer may bring in: `max_upstream_bytes`.
+    """
 
     def __init__(
         self,
@@ -45,9 +61,11 @@ class Upstream:
         direct: DirectTransport | None = None,
         litellm: LitellmTransport | None = None,
         prices: Prices | None = None,
+        limits: LimitSettings | None = None,
     ) -> None:
-        self.direct = direct or DirectTransport()
-        self.litellm = litellm or LitellmTransport()
+        self.limits = limits or LimitSettings()
+        self.direct = direct or DirectTransport(max_bytes=self.limits.max_upstream_bytes)
+        self.litellm = litellm or LitellmTransport(max_bytes=self.limits.max_upstream_bytes)
         self._prices = prices
         self._calls: dict[str, int] = {}
 
@@ -89,24 +107,40 @@ class Upstream:
         return await self._once(dep, key, timeout, self.direct.complete, self.litellm.complete, body)
 
     async def stream(
-        self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
-    ) -> AsyncIterator[dict[str, Any]]:
-        """One streamed attempt; `timeout` bounds the wait for each chunk."""
+        self,
+        dep: Deployment,
+        body: Mapping[str, Any],
+        *,
+        key: str,
+        timeout: float,
+        idle: float | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """One streamed attempt: `timeout` bounds the whole stream, `idle` the wait for each chunk.
+
+        A provider that drips one chunk just inside every gap still ends at `timeout`; the assembled
+        output (text, refusal, tool calls) is bounded by `limits.max_upstream_bytes`.
+        """
         index = self._next_index(key)
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         source = self.direct.stream(dep, body) if uses_direct(dep) else self.litellm.stream(dep, body, index)
         iterator = source.__aiter__()
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout
+        gap = timeout if idle is None else min(idle, timeout)
+        limit, size = self.limits.max_upstream_bytes, 0
         try:
             while True:
+                left = ends - loop.time()
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(min(gap, left)):
                         chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    raise UpstreamTimeout(
-                        "The provider stopped sending in the middle of the answer."
-                    ) from None
+                    raise _stream_timeout(gap, timeout, whole=left <= gap) from None
+                size += _output_size(chunk)
+                if size > limit:
+                    raise too_large(limit, "streamed answer was larger than limits.max_upstream_bytes")
                 yield chunk
         finally:
             await source.aclose()  # type: ignore[attr-defined]
@@ -140,3 +174,9 @@ class Upstream:
     async def close(self) -> None:
         await self.direct.close()
         await self.litellm.close()
+
+
+def _stream_timeout(gap: float, timeout: float, *, whole: bool) -> UpstreamTimeout:
+    if whole:
+        return UpstreamTimeout(f"The provider did not finish the answer within {timeout:g} s.")
+    return UpstreamTimeout(f"The provider sent nothing for {gap:g} s in the middle of the answer.")

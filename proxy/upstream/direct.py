@@ -21,8 +21,17 @@ from ..errors import (
 )
 from ..redaction import scrub
 from ..settings import Deployment
+from .bounded import ACCEPT_ENCODING, BodyLimit, Lines, too_large
 
-__all__ = ["DEFAULT_BASES", "DirectTransport", "failure_for_status", "retry_after_from", "without_markup"]
+__all__ = [
+    "DEFAULT_BASES",
+    "DirectTransport",
+    "failure_for_status",
+    "operator_params",
+    "request_caused",
+    "retry_after_from",
+    "without_markup",
+]
 
 # Providers that speak the OpenAI wire format, with their public base URL where one is fixed.
 DEFAULT_BASES: Mapping[str, str | None] = {
@@ -39,7 +48,19 @@ DEFAULT_BASES: Mapping[str, str | None] = {
     "openai_like": None,
     "custom_openai": None,
 }
+_ERROR_BODY = 64 * 1024  # of an error answer only the message is used: read no more than this
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+
+
+# What the transport itself decides (which model, what conversation, streamed or not): not a setting.
+_TRANSPORT_FIELDS = frozenset({"model", "messages", "input", "stream", "stream_options"})
+
+
+def operator_params(dep: Deployment) -> dict[str, Any]:
+    """The deployment's `params`, applied over the client's fields: the operator's settings win (a client
+    must not raise `max_tokens`, turn on `store` or pick a pricier `service_tier` the operator fixed)."""
+    return {k: v for k, v in dep.params.items() if k not in _TRANSPORT_FIELDS}
 
 
 _MARKUP = re.compile(r"<(?:!doctype|html|head|body)\b.*?(?:</html>|$)", re.IGNORECASE | re.DOTALL)
@@ -62,6 +83,15 @@ def retry_after_from(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+# 4xx answers that are not about the request itself: our credentials, a timeout, a conflict, a rate limit
+_NOT_THE_REQUEST = frozenset({401, 403, 408, 409, 429})
+
+
+def request_caused(status: int) -> bool:
+    """Whether the provider blames the request for this status (no retry, no blame on the deployment)."""
+    return 400 <= status < 500 and status not in _NOT_THE_REQUEST
+
+
 def failure_for_status(status: int, message: str, headers: Mapping[str, str]) -> UpstreamFailure:
     """Map an upstream HTTP status to our error tree."""
     if status == 429:
@@ -70,7 +100,7 @@ def failure_for_status(status: int, message: str, headers: Mapping[str, str]) ->
             status=429,
             retry_after=retry_after_from(headers),
         )
-    if status in (400, 404, 413, 422):
+    if request_caused(status):
         context = any(m in message.lower() for m in _CONTEXT_MARKERS)
         return UpstreamRejected(
             f"The provider rejected the request: {message}", status=status, context_window=context
@@ -87,10 +117,14 @@ def failure_for_status(status: int, message: str, headers: Mapping[str, str]) ->
 
 
 class DirectTransport:
-    """POSTs the cleaned request to `{api_base}/chat/completions` without litellm."""
+    """POSTs the cleaned request to `{api_base}/chat/completions` without litellm.
 
-    def __init__(self, *, limit: int = 512) -> None:
+    Bodies are read within `max_bytes` (decompressed; see `bounded`), stream lines within MAX_SSE_LINE.
+    """
+
+    def __init__(self, *, limit: int = 512, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._limit = limit
+        self.max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}  # parsed once per endpoint: yarl's parse is a visible share of a call
 
@@ -101,7 +135,7 @@ class DirectTransport:
                 connector=connector,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True,
+                auto_decompress=False,  # inflated by `BodyLimit`, which counts as it inflates
                 cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies must not follow other callers
             )
         return self._session
@@ -120,8 +154,12 @@ class DirectTransport:
     def _request(
         self, dep: Deployment, path: str, body: Mapping[str, Any]
     ) -> tuple[URL, bytes, dict[str, str]]:
-        payload = {**dep.params, **body, "model": dep.wire_model}
-        headers = {"content-type": "application/json", "accept": "application/json"}
+        payload = {**body, **operator_params(dep), "model": dep.wire_model}
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "accept-encoding": ACCEPT_ENCODING,
+        }
         if dep.api_key:
             headers["authorization"] = f"Bearer {dep.api_key}"
         text = self.base_url(dep) + path
@@ -143,13 +181,13 @@ class DirectTransport:
             raise UpstreamTransient("The provider answered an embeddings request with no `data`.")
         return parsed
 
-    async def _post(self, dep: Deployment, url: URL, data: bytes, headers: dict[str, str]) -> bytes:
+    async def _post(self, dep: Deployment, url: URL, data: bytes, headers: dict[str, str]) -> bytearray:
         try:
             async with self._client().post(url, data=data, headers=headers) as resp:
-                raw = await resp.read()
                 if resp.status != 200:
+                    raw = await _error_body(resp)
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
-                return raw
+                return await _read(resp, self.max_bytes)
         except aiohttp.ClientConnectorError as exc:  # refused / DNS: nothing was sent
             raise UpstreamUnreachable(f"Could not connect to the provider: {type(exc).__name__}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -161,16 +199,12 @@ class DirectTransport:
         try:
             async with self._client().post(url, data=data, headers=headers) as resp:
                 if resp.status != 200:
-                    raw = await resp.read()
+                    raw = await _error_body(resp)
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
                     raise UpstreamTransient("The provider answered a stream request without an event stream.")
-                done = False
-                finished = False
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
+                done = finished = False
+                async for payload in _events(resp):
                     if payload == b"[DONE]":
                         done = True
                         break
@@ -192,7 +226,53 @@ class DirectTransport:
             raise UpstreamTimeout("The provider did not answer in time.") from None
 
 
-def _json(raw: bytes, dep: Deployment) -> dict[str, Any]:
+async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytearray:
+    """The decompressed body, or `too_large` as soon as it passes `limit` (the rest is never read)."""
+    encoding = resp.headers.get("content-encoding")
+    if not encoding and resp.content_length is not None and resp.content_length > limit:
+        raise too_large(limit)
+    body = BodyLimit(limit, encoding)
+    out = bytearray()  # orjson parses a bytearray: no second copy of the body
+    try:
+        async for raw in resp.content.iter_any():
+            for piece in body.feed(raw):
+                out += piece
+    except BaseException:
+        out.clear()  # the traceback keeps this frame alive through the retries: free the buffer now
+        raise
+    return out
+
+
+async def _error_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The start of an error answer (enough for its message); never more than _ERROR_BODY bytes."""
+    out = bytearray()
+    try:
+        body = BodyLimit(None, resp.headers.get("content-encoding"))
+        async for raw in resp.content.iter_any():
+            for piece in body.feed(raw):
+                out += piece
+                if len(out) >= _ERROR_BODY:
+                    return bytes(out[:_ERROR_BODY])
+    except UpstreamTransient:
+        pass  # an unreadable error body still leaves its status to report
+    return bytes(out)
+
+
+async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The `data:` payloads of an event stream, decompressed, each line within MAX_SSE_LINE."""
+    body = BodyLimit(None, resp.headers.get("content-encoding"))
+    lines = Lines()
+    async for raw in resp.content.iter_any():
+        for piece in body.feed(raw):
+            for line in lines.feed(piece):
+                if line.startswith(b"data:"):
+                    yield line[5:].strip()
+    last = lines.rest()
+    if last.startswith(b"data:"):
+        yield last[5:].strip()
+
+
+def _json(raw: bytes | bytearray, dep: Deployment) -> dict[str, Any]:
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -202,7 +282,7 @@ def _json(raw: bytes, dep: Deployment) -> dict[str, Any]:
     return parsed
 
 
-def _completion(raw: bytes, dep: Deployment) -> dict[str, Any]:
+def _completion(raw: bytes | bytearray, dep: Deployment) -> dict[str, Any]:
     parsed = _json(raw, dep)
     choices = parsed.get("choices")
     if "error" in parsed or not isinstance(choices, list) or not choices:

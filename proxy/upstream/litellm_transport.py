@@ -18,7 +18,14 @@ from ..errors import (
 )
 from ..redaction import scrub
 from ..settings import Deployment
-from .direct import retry_after_from, without_markup
+from .direct import (
+    DEFAULT_BASES,
+    DEFAULT_MAX_BYTES,
+    operator_params,
+    request_caused,
+    retry_after_from,
+    without_markup,
+)
 
 __all__ = ["EXCEPTION_MAP", "LitellmTransport", "map_litellm_exception"]
 
@@ -53,20 +60,21 @@ EXCEPTION_MAP: Mapping[str, type[UpstreamFailure]] = {
     "SensitiveDataRouteException": UpstreamRejected,
 }
 _BY_STATUS: Mapping[int, type[UpstreamFailure]] = {
-    400: UpstreamRejected,
-    404: UpstreamRejected,
-    413: UpstreamRejected,
-    422: UpstreamRejected,
     401: UpstreamAuthFailed,
     403: UpstreamAuthFailed,
     429: UpstreamRateLimited,
 }
 # Fields litellm would read as its own settings rather than forward; never passed to it.
 _NOT_FOR_LITELLM = frozenset({"metadata", "stream", "stream_options", "model", "store"})
+# Providers litellm serves through the openai SDK, which accepts our bounded client (`litellm_client`).
+_SDK_PROVIDERS = frozenset({"openai", "custom_openai"})
 
 
 def map_litellm_exception(exc: BaseException, dep: Deployment) -> UpstreamFailure:
     """Translate a litellm exception into our error tree (the boundary; nothing else sees litellm's)."""
+    ours = _raised_by_us(exc)
+    if ours is not None:  # our bounded client stopped the body; litellm wrapped that
+        return ours
     if _connect_failed(exc):
         return UpstreamUnreachable("Could not connect to the provider (connection refused or DNS failure).")
     target: type[UpstreamFailure] = UpstreamTransient
@@ -76,7 +84,8 @@ def map_litellm_exception(exc: BaseException, dep: Deployment) -> UpstreamFailur
             break
     status = getattr(exc, "status_code", None)
     if target is UpstreamTransient and isinstance(status, int):
-        target = _BY_STATUS.get(status, target)  # litellm raises a generic APIError for e.g. 403
+        # litellm raises a generic APIError for e.g. 403, or a 4xx the provider blames on the request
+        target = UpstreamRejected if request_caused(status) else _BY_STATUS.get(status, target)
     text = without_markup(str(getattr(exc, "message", None) or exc))
     message = scrub(text[:500], [dep.api_key or ""])
     message = message.replace("litellm.", "")
@@ -123,6 +132,15 @@ def _connect_failed(exc: BaseException) -> bool:
     return False
 
 
+def _raised_by_us(exc: BaseException) -> UpstreamFailure | None:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None or isinstance(seen, UpstreamFailure):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _headers(exc: BaseException) -> Mapping[str, str]:
     headers = getattr(exc, "litellm_response_headers", None)
     if headers is None:
@@ -135,10 +153,15 @@ def _headers(exc: BaseException) -> Mapping[str, str]:
 
 
 class LitellmTransport:
-    """Calls `litellm.acompletion` / `aembedding` with litellm's retries off."""
+    """Calls `litellm.acompletion` / `aembedding` with litellm's retries off.
 
-    def __init__(self) -> None:
+    OpenAI-wire deployments get an openai SDK client whose transport reads within `max_bytes`.
+    """
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._lib: ModuleType | None = None
+        self.max_bytes = max_bytes
+        self._clients: dict[tuple[str, str], Any] = {}  # (base, key) -> AsyncOpenAI
 
     @property
     def loaded(self) -> bool:
@@ -162,12 +185,13 @@ class LitellmTransport:
                     *litellm.custom_provider_map,
                     {"provider": "mock", "custom_handler": MockLLM()},
                 ]
-                litellm.utils.custom_llm_setup()  # type: ignore[no-untyped-call]
+                litellm.utils.custom_llm_setup()
             self._lib = litellm
         return self._lib
 
     def _kwargs(self, dep: Deployment, body: Mapping[str, Any], call_index: int) -> dict[str, Any]:
-        kwargs = {**dep.params, **{k: v for k, v in body.items() if k not in _NOT_FOR_LITELLM}}
+        kwargs = {k: v for k, v in body.items() if k not in _NOT_FOR_LITELLM}
+        kwargs.update(operator_params(dep))  # the operator's settings win over the client's
         kwargs.update(model=dep.model, num_retries=0, max_retries=0, timeout=dep.timeout)
         if dep.api_base:
             kwargs["api_base"] = dep.api_base
@@ -175,6 +199,9 @@ class LitellmTransport:
             kwargs["api_key"] = dep.api_key
         if dep.provider == "mock":
             kwargs["mock_options"] = {**dep.mock, "call_index": call_index}
+        client = self._bounded_client(dep)
+        if client is not None:
+            kwargs["client"] = client
         if dep.input_cost_per_token is not None:
             kwargs["input_cost_per_token"] = dep.input_cost_per_token
         if dep.output_cost_per_token is not None:
@@ -187,7 +214,7 @@ class LitellmTransport:
             response = await lib.acompletion(**self._kwargs(dep, body, call_index))
         except Exception as exc:  # the boundary: every litellm error becomes ours
             raise map_litellm_exception(exc, dep) from None
-        return _completion_dict(response)
+        return _completion_dict(_answered(response))
 
     async def stream(
         self, dep: Deployment, body: Mapping[str, Any], call_index: int
@@ -196,7 +223,7 @@ class LitellmTransport:
         kwargs = self._kwargs(dep, body, call_index)
         kwargs.update(stream=True, stream_options={"include_usage": True})
         try:
-            response = await lib.acompletion(**kwargs)
+            response = _answered(await lib.acompletion(**kwargs))
             if not _is_event_stream(response):
                 raise UpstreamTransient("The provider answered a stream request without an event stream.")
             async for chunk in response:
@@ -208,22 +235,18 @@ class LitellmTransport:
 
     async def embed(self, dep: Deployment, body: Mapping[str, Any], call_index: int) -> dict[str, Any]:
         lib = self.litellm()
-        kwargs = {
-            **dep.params,
-            "model": dep.model,
-            "input": body["input"],
-            "num_retries": 0,
-            "timeout": dep.timeout,
-        }
-        for name in ("dimensions", "encoding_format", "user"):
-            if name in body:
-                kwargs[name] = body[name]
+        kwargs = {name: body[name] for name in ("dimensions", "encoding_format", "user") if name in body}
+        kwargs.update(operator_params(dep))
+        kwargs.update(model=dep.model, input=body["input"], num_retries=0, timeout=dep.timeout)
         if dep.api_base:
             kwargs["api_base"] = dep.api_base
         if dep.api_key:
             kwargs["api_key"] = dep.api_key
         if dep.provider == "mock":
-            kwargs["mock_options"] = {**dep.mock, "call_index": call_index}
+            # litellm drops OpenAI embedding params (dimensions) for a custom provider: the mock gets
+            # the asked size through its options, where it overrides the deployment's `mock.dimensions`.
+            asked = {"dimensions": kwargs["dimensions"]} if kwargs.get("dimensions") is not None else {}
+            kwargs["mock_options"] = {**dep.mock, **asked, "call_index": call_index}
         try:
             response = await lib.aembedding(**kwargs)
         except Exception as exc:
@@ -231,8 +254,37 @@ class LitellmTransport:
         out: dict[str, Any] = response.model_dump()
         return out
 
+    def _bounded_client(self, dep: Deployment) -> Any:
+        """An openai SDK client over `BoundedTransport` for SDK-served providers; None for the others."""
+        base = dep.api_base or DEFAULT_BASES.get(dep.provider)
+        if dep.provider not in _SDK_PROVIDERS or not base:
+            return None
+        key = dep.api_key or os.environ.get("OPENAI_API_KEY") or "unset"
+        client = self._clients.get((base, key))
+        if client is None:
+            import httpx2
+            import openai
+
+            from .litellm_client import BoundedTransport
+
+            http = httpx2.AsyncClient(transport=BoundedTransport(self.max_bytes), timeout=dep.timeout)
+            client = openai.AsyncOpenAI(base_url=base, api_key=key, http_client=http, max_retries=0)
+            self._clients[(base, key)] = client
+        return client
+
     async def close(self) -> None:
-        return None
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def _answered(response: Any) -> Any:
+    """The response, or the provider's refusal it stands for: litellm's OpenAI handler (with
+    `drop_params`) re-sends a request the provider answered 422, and returns None once the second
+    answer is a 422 too. That is the request's fault: it must not look like a broken provider."""
+    if response is None:
+        raise UpstreamRejected("The provider rejected the request as unprocessable (422).", status=422)
+    return response
 
 
 def _is_event_stream(response: Any) -> bool:

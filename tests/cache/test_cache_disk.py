@@ -1,11 +1,11 @@
-"""The disk backend against real diskcache/SQLite in tmp_path: behaviour, hostile rows, broken storage."""
+"""The disk backend against real diskcache/SQLite in tmp_path: hostile rows, broken storage (the shared
+contract is test_cache_backends.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sqlite3
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ import pytest
 
 from proxy.cache import open_backend
 from proxy.cache.disk import DiskBackend
-from proxy.cache.envelope import seal
+from proxy.cache.envelope import Sealer
+from proxy.cache.secret import disk_secret
 
 BIG = 50_000  # above diskcache's 32 KiB threshold: stored in a value file, not inline
 
@@ -44,19 +45,12 @@ def value_files(path: Path) -> list[Path]:
 
 
 @pytest.mark.asyncio
-async def test_round_trip_miss_and_ttl(tmp_path: Path) -> None:
+async def test_big_values_live_in_value_files_and_a_closed_cache_misses(tmp_path: Path) -> None:
+    """The rest of the round trip is the backend contract (test_cache_backends.py)."""
     cache = backend(tmp_path / "c")
-    big = os.urandom(BIG)
     assert await cache.set("small", b"hello", 60)
-    assert await cache.set("big", big, 60)
-    assert await cache.set("short", b"soon gone", 0.05)
-    assert await cache.get("small") == b"hello"
-    assert await cache.get("big") == big
-    assert await cache.get("absent") is None
-    await asyncio.sleep(0.1)
-    assert await cache.get("short") is None
+    assert await cache.set("big", os.urandom(BIG), 60)
     assert len(value_files(tmp_path / "c")) == 1
-    assert (cache.hits, cache.misses, cache.errors) == (2, 2, 0)
     await cache.close()
     assert await cache.get("small") is None  # closed: a miss, not an error
 
@@ -87,7 +81,7 @@ async def test_a_crafted_pickle_is_never_deserialised_and_is_evicted(tmp_path: P
     assert await cache.get("k") is None
     assert not marker.exists()
     assert "e:k" not in plain
-    assert ("get", "RefusedValue") in seen and cache.errors == 1
+    assert ("tampered", "RefusedValue") in seen and cache.errors == 1
     plain.close()
     await cache.close()
 
@@ -110,7 +104,7 @@ async def test_a_row_pointing_outside_the_directory_is_neither_read_nor_deleted(
     path = tmp_path / "c"
     cache = backend(path)
     outside = tmp_path / "outside.val"
-    outside.write_bytes(seal(b"looks valid", time.time()))
+    outside.write_bytes(Sealer(disk_secret(path)).seal("k", b"looks valid", time.time()))
     assert await cache.set("k", b"x" * BIG, 60)
     with sqlite3.connect(path / "cache.db") as con:
         con.execute("UPDATE Cache SET filename = ? WHERE key = 'e:k'", ("../outside.val",))
@@ -134,19 +128,6 @@ async def test_a_damaged_value_file_is_a_miss_and_is_evicted(tmp_path: Path, dam
     assert await cache.get("k") is None
     assert rows(path, "SELECT count(*) FROM Cache") == [(0,)]
     assert not file.exists() and cache.errors == 1
-    await cache.close()
-
-
-@pytest.mark.asyncio
-async def test_a_garbled_inline_value_is_a_miss_and_is_evicted(tmp_path: Path) -> None:
-    path = tmp_path / "c"
-    cache = backend(path)
-    assert await cache.set("k", b'{"answer": 42}', 60)
-    ((blob,),) = rows(path, "SELECT value FROM Cache WHERE key = 'e:k'")
-    with sqlite3.connect(path / "cache.db") as con:
-        con.execute("UPDATE Cache SET value = ? WHERE key = 'e:k'", (blob[:-3] + b"43}",))
-    assert await cache.get("k") is None
-    assert rows(path, "SELECT count(*) FROM Cache") == [(0,)]
     await cache.close()
 
 
@@ -282,36 +263,21 @@ async def test_a_full_disk_skips_writes_keeps_entries_and_recovers(tmp_path: Pat
 @pytest.mark.asyncio
 async def test_enospc_on_write_is_a_skipped_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = backend(tmp_path / "c")
-    real_open = open
+    real_open = os.open
 
-    def full_disk(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if str(file).endswith(".val") and "x" in mode:
+    def full_disk(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(file, flags, *args, **kwargs)
+        if str(file).endswith(".val") and flags & os.O_EXCL:
+            os.close(fd)  # created, then the disk filled up before the first byte
             raise OSError(28, "No space left on device")
-        return real_open(file, mode, *args, **kwargs)
+        return fd
 
-    monkeypatch.setattr("builtins.open", full_disk)
+    monkeypatch.setattr("os.open", full_disk)
     assert await cache.set("k", b"z" * BIG, 60) is False
     monkeypatch.undo()
     assert await cache.get("k") is None
     assert value_files(tmp_path / "c") == [] and cache.errors == 1
     await cache.close()
-
-
-@pytest.mark.asyncio
-async def test_locks_are_exclusive_expire_and_only_the_owner_releases(tmp_path: Path) -> None:
-    one, two = backend(tmp_path / "c"), backend(tmp_path / "c")
-    assert await one.try_lock("k", 0.2)
-    assert not await two.try_lock("k", 5)
-    await two.unlock("k")  # not its lock: no effect
-    assert not await two.try_lock("k", 5)
-    await asyncio.sleep(0.3)  # the holder died: the lock expires
-    assert await two.try_lock("k", 5)
-    await one.unlock("k")  # its lock expired and was retaken: must not free two's
-    assert not await one.try_lock("k", 5)
-    await two.unlock("k")
-    assert await one.try_lock("k", 5)
-    await one.close()
-    await two.close()
 
 
 @pytest.mark.asyncio
@@ -360,21 +326,6 @@ async def test_hot_entries_are_refreshed_so_eviction_approximates_lru(tmp_path: 
         assert await cache.set(f"k{i}", bytes([i]) * BIG, 3600)
     assert await cache.get("k0") == bytes([0]) * BIG
     assert await cache.get("k1") is None  # stored after k0 but never read: evicted first
-    await cache.close()
-
-
-@pytest.mark.asyncio
-async def test_cpu_per_hit_is_under_two_hundred_microseconds(tmp_path: Path) -> None:
-    cache = backend(tmp_path / "c")
-    value = os.urandom(2000)
-    assert await cache.set("k", value, 3600)
-    samples = []
-    for _ in range(10):
-        started = time.process_time()
-        for _ in range(1000):
-            assert await cache.get("k") == value
-        samples.append((time.process_time() - started) / 1000)
-    assert statistics.median(samples) < 200e-6, samples
     await cache.close()
 
 

@@ -6,7 +6,9 @@ import orjson
 import pytest
 
 from proxy.cache import CachedAnswer, decode_entry, encode_entry
-from proxy.cache.envelope import seal, unseal
+from proxy.cache.envelope import Sealer
+
+SEALER = Sealer(b"s" * 32)
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -86,15 +88,15 @@ def test_malformed_entries_decode_to_none(data: bytes | None) -> None:
 
 def test_envelope_round_trip_and_every_single_byte_flip_is_detected() -> None:
     payload = b'{"v":1,"hello":"world"}'
-    sealed = seal(payload, 1234.5)
-    assert unseal(sealed) == (payload, 1234.5)
+    sealed = SEALER.seal("k", payload, 1234.5)
+    assert SEALER.unseal("k", sealed) == (payload, 1234.5)
     for index in range(len(sealed)):
         garbled = bytearray(sealed)
         garbled[index] ^= 0x41
-        assert unseal(bytes(garbled)) is None, index
+        assert SEALER.unseal("k", bytes(garbled)) is None, index
 
 
-@pytest.mark.parametrize("cut", [0, 1, 3, 14, 15, 20])
+@pytest.mark.parametrize("cut", [0, 1, 3, 14, 15, 20, 34, 42, 43, 50])
 def test_truncated_envelopes_are_rejected(cut: int) -> None:
-    sealed = seal(b'{"v":1,"hello":"world"}', 1.0)
-    assert unseal(sealed[:cut]) is None
+    sealed = SEALER.seal("k", b'{"v":1,"hello":"world"}', 1.0)
+    assert SEALER.unseal("k", sealed[:cut]) is None

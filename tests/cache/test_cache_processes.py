@@ -89,22 +89,22 @@ def test_kill_9_during_writes_loses_nothing_committed(tmp_path: Path) -> None:
     committed: list[int] = []
     rng = random.Random(7)
     for round_ in range(4):
-        proc = child(WRITER, path, round_ * 100_000)
-        assert proc.stdout is not None
-        target = rng.randint(20, 120)
-        lines = 0
-        deadline = time.monotonic() + 30
-        while lines < target and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            committed.append(int(line))
-            lines += 1
-        time.sleep(rng.uniform(0, 0.02))  # land the kill anywhere inside a write
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        committed.extend(int(line) for line in proc.stdout.read().split())  # reported before the kill
-        assert lines >= target, proc.stderr.read() if proc.stderr else ""
+        with child(WRITER, path, round_ * 100_000) as proc:  # closes the pipes
+            assert proc.stdout is not None
+            target = rng.randint(20, 120)
+            lines = 0
+            deadline = time.monotonic() + 30
+            while lines < target and time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                committed.append(int(line))
+                lines += 1
+            time.sleep(rng.uniform(0, 0.02))  # land the kill anywhere inside a write
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            committed.extend(int(line) for line in proc.stdout.read().split())  # reported before the kill
+            assert lines >= target, proc.stderr.read() if proc.stderr else ""
     with sqlite3.connect(path / "cache.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
@@ -126,11 +126,11 @@ def test_kill_9_during_writes_loses_nothing_committed(tmp_path: Path) -> None:
 async def test_entries_and_locks_are_shared_between_processes(tmp_path: Path) -> None:
     path = tmp_path / "c"
     cache = DiskBackend(path, size_limit=2**30)
-    writer = child(WRITER, path, 0)
-    assert writer.stdout is not None
-    seen = [int(writer.stdout.readline()) for _ in range(30)]
-    writer.kill()
-    writer.wait(timeout=10)
+    with child(WRITER, path, 0) as writer:  # closes the pipes
+        assert writer.stdout is not None
+        seen = [int(writer.stdout.readline()) for _ in range(30)]
+        writer.kill()
+        writer.wait(timeout=10)
     for i in seen:
         assert await cache.get(f"k{i}") == value(i)
 

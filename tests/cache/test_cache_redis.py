@@ -1,9 +1,9 @@
-"""The Redis backend against a real redis-server: behaviour, and Redis killed, stalled or out of memory."""
+"""The Redis backend against a real redis-server: Redis killed, stalled or out of memory (the shared
+contract is test_cache_backends.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from typing import Any
 
@@ -12,8 +12,10 @@ import redis
 
 from proxy.cache import SingleFlight, open_backend
 from proxy.cache.redis_backend import RedisBackend
+from tests.helpers import apoll
 
 pytestmark = pytest.mark.redis
+SECRET = b"test-cache-secret-0123456789"
 
 
 def raw_client(server: Any) -> redis.Redis:
@@ -21,58 +23,25 @@ def raw_client(server: Any) -> redis.Redis:
 
 
 @pytest.mark.asyncio
-async def test_round_trip_ttl_and_namespace(redis_server: Any) -> None:
-    cache = RedisBackend(redis_server.url)
+async def test_entries_carry_their_ttl_in_a_namespace_clear_leaves_alone(redis_server: Any) -> None:
+    cache = RedisBackend(redis_server.url, secret=SECRET)
     assert await cache.set("k", b"value", 60)
-    assert await cache.set("short", b"soon gone", 0.05)
-    assert await cache.get("k") == b"value"
-    assert await cache.get("absent") is None
-    await asyncio.sleep(0.15)
-    assert await cache.get("short") is None
     plain = raw_client(redis_server)
     assert 59_000 < plain.pttl("guardproxy:e:k") <= 60_000
     plain.set("someone-else", b"keep me")
-    stats = await cache.stats()
-    assert stats["entries"] == 1 and stats["bytes"] > len(b"value")
+    assert (await cache.stats())["entries"] == 1
     assert await cache.clear() == 1
     assert plain.get("someone-else") == b"keep me"  # never FLUSHDB: the database may be shared
-    assert (cache.hits, cache.misses, cache.errors) == (1, 2, 0)
     plain.close()
     await cache.close()
-
-
-@pytest.mark.asyncio
-async def test_a_garbled_value_is_a_miss_and_is_deleted(redis_server: Any) -> None:
-    cache = RedisBackend(redis_server.url)
-    plain = raw_client(redis_server)
-    plain.set("guardproxy:e:k", b"\x80\x04\x95 a pickle, or anything else")
-    assert await cache.get("k") is None
-    assert plain.exists("guardproxy:e:k") == 0 and cache.errors == 1
-    plain.close()
-    await cache.close()
-
-
-@pytest.mark.asyncio
-async def test_locks_are_exclusive_expire_and_only_the_owner_releases(redis_server: Any) -> None:
-    one, two = RedisBackend(redis_server.url), RedisBackend(redis_server.url)
-    assert await one.try_lock("k", 0.2)
-    assert not await two.try_lock("k", 5)
-    await two.unlock("k")
-    assert not await two.try_lock("k", 5)
-    await asyncio.sleep(0.3)
-    assert await two.try_lock("k", 5)
-    await one.unlock("k")  # expired and retaken: the compare-and-delete leaves two's lock alone
-    assert not await one.try_lock("k", 5)
-    await two.unlock("k")
-    assert await one.try_lock("k", 5)
-    await one.close()
-    await two.close()
 
 
 @pytest.mark.asyncio
 async def test_redis_killed_mid_run_degrades_fast_and_recovers(redis_server: Any) -> None:
     errors: list[str] = []
-    cache = RedisBackend(redis_server.url, backoff=0.5, on_error=lambda op, exc: errors.append(op))
+    cache = RedisBackend(
+        redis_server.url, secret=SECRET, backoff=0.5, on_error=lambda op, exc: errors.append(op)
+    )
     assert await cache.set("k", b"before", 60)
     redis_server.kill()
     started = time.monotonic()
@@ -87,15 +56,14 @@ async def test_redis_killed_mid_run_degrades_fast_and_recovers(redis_server: Any
         assert await cache.get("k") is None
     assert time.monotonic() - skipped < 0.5 and cache.skipped >= 100
     redis_server.start()  # same port, empty (no persistence)
-    await asyncio.sleep(0.6)
-    assert await cache.set("k", b"after", 60)
+    assert await apoll(lambda: cache.set("k", b"after", 60), timeout=5)  # once the back-off is over
     assert await cache.get("k") == b"after"
     await cache.close()
 
 
 @pytest.mark.asyncio
 async def test_a_stalled_redis_costs_one_timeout_then_nothing(redis_server: Any) -> None:
-    cache = RedisBackend(redis_server.url, op_timeout=0.1, backoff=0.5)
+    cache = RedisBackend(redis_server.url, secret=SECRET, op_timeout=0.1, backoff=0.5)
     assert await cache.set("k", b"v", 60)
     redis_server.pause()
     try:
@@ -108,14 +76,13 @@ async def test_a_stalled_redis_costs_one_timeout_then_nothing(redis_server: Any)
         assert time.monotonic() - started < 0.05  # backing off: no network at all
     finally:
         redis_server.resume()
-    await asyncio.sleep(0.6)
-    assert await cache.get("k") == b"v"
+    assert await apoll(lambda: _holds(cache, "k", b"v"), timeout=5)  # once the back-off is over
     await cache.close()
 
 
 @pytest.mark.asyncio
 async def test_out_of_memory_refuses_writes_but_reads_keep_working(redis_server: Any) -> None:
-    cache = RedisBackend(redis_server.url)
+    cache = RedisBackend(redis_server.url, secret=SECRET)
     assert await cache.set("k", b"v", 60)
     plain = raw_client(redis_server)
     plain.config_set("maxmemory-policy", "noeviction")
@@ -130,7 +97,7 @@ async def test_out_of_memory_refuses_writes_but_reads_keep_working(redis_server:
 
 @pytest.mark.asyncio
 async def test_nothing_listening_at_start_is_a_fast_miss() -> None:
-    cache = open_backend("redis", path=None, url="redis://127.0.0.1:1/0", size_limit_mb=1)  # type: ignore[arg-type]
+    cache = open_backend("redis", path=None, url="redis://127.0.0.1:1/0", size_limit_mb=1, secret="s" * 16)  # type: ignore[arg-type]
     started = time.monotonic()
     assert await cache.get("k") is None
     assert await cache.set("k", b"v", 1) is False
@@ -142,7 +109,7 @@ async def test_nothing_listening_at_start_is_a_fast_miss() -> None:
 @pytest.mark.asyncio
 async def test_single_flight_across_two_replicas_sharing_redis(redis_server: Any) -> None:
     calls = 0
-    replicas = [RedisBackend(redis_server.url) for _ in range(2)]
+    replicas = [RedisBackend(redis_server.url, secret=SECRET) for _ in range(2)]
     flights = [SingleFlight(backend, poll_interval=0.02) for backend in replicas]
 
     async def request(index: int) -> bytes:
@@ -163,16 +130,5 @@ async def test_single_flight_across_two_replicas_sharing_redis(redis_server: Any
         await backend.close()
 
 
-@pytest.mark.asyncio
-async def test_cpu_per_hit(redis_server: Any) -> None:
-    cache = RedisBackend(redis_server.url)
-    value = b"x" * 2000
-    assert await cache.set("k", value, 60)
-    samples = []
-    for _ in range(5):
-        started = time.process_time()
-        for _ in range(200):
-            assert await cache.get("k") == value
-        samples.append((time.process_time() - started) / 200)
-    assert statistics.median(samples) < 1e-3, samples  # generous: a loopback round trip, measured ~0.1 ms
-    await cache.close()
+async def _holds(cache: RedisBackend, key: str, value: bytes) -> bool:
+    return await cache.get(key) == value

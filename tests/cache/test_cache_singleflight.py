@@ -11,6 +11,7 @@ import pytest
 
 from proxy.cache import NoCache, SingleFlight
 from proxy.cache.disk import DiskBackend
+from tests.helpers import apoll
 
 
 class Upstream:
@@ -96,7 +97,7 @@ async def test_a_cancelled_leader_hands_over_to_one_follower() -> None:
     tasks = [
         asyncio.create_task(flights.run("k", upstream.for_request(i), lookup=miss, wait=1)) for i in range(10)
     ]
-    await asyncio.sleep(0.05)
+    await apoll(lambda: upstream.calls == 1)  # the leader is at the upstream
     tasks[0].cancel()  # the leader's client went away
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], asyncio.CancelledError)
@@ -112,7 +113,7 @@ async def test_a_cancelled_follower_does_not_disturb_the_leader() -> None:
     tasks = [
         asyncio.create_task(flights.run("k", upstream.for_request(i), lookup=miss, wait=1)) for i in range(5)
     ]
-    await asyncio.sleep(0.02)
+    await apoll(lambda: upstream.calls == 1)  # the leader is at the upstream, the others follow
     tasks[3].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert upstream.calls == 1

@@ -205,8 +205,8 @@ class FaultProxy:
 
         settings = load_settings(config)
         self.sleeps = SleepRecorder()
-        runtime = load_runtime(settings, resilience=Resilience(settings.retry, sleep=self.sleeps))
-        self.server = ServerThread(create_app(runtime)).start()
+        resilience = Resilience(settings.retry, sleep=self.sleeps)
+        self.server = ServerThread(create_app(load_runtime(settings), resilience=resilience)).start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=30)
 

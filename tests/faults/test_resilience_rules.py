@@ -33,22 +33,22 @@ def test_cooldown_opens_probes_alone_and_expires_a_lost_probe() -> None:
     cooldowns = Cooldowns(failures=2, seconds=5, clock=clock)
     cooldowns.failure("a#0", UpstreamRejected("context too long", context_window=True))
     cooldowns.failure("a#0", UpstreamRejected("bad parameter"))
-    assert cooldowns.available("a#0")  # refusals of the request say nothing about the deployment
+    assert cooldowns.try_claim("a#0")  # refusals of the request say nothing about the deployment
     cooldowns.failure("a#0", UpstreamTransient("503"))
     cooldowns.failure("a#0", UpstreamTimeout("slow"))
-    assert not cooldowns.available("a#0") and cooldowns.cooling("a#0")
+    assert not cooldowns.try_claim("a#0") and cooldowns.cooling("a#0")
     assert cooldowns.remaining("a#0") == 5
     clock.now += 5
-    assert cooldowns.available("a#0")  # this caller is the probe...
-    assert not cooldowns.available("a#0")  # ...and goes alone
+    assert cooldowns.try_claim("a#0")  # this caller is the probe...
+    assert not cooldowns.try_claim("a#0")  # ...and goes alone
     clock.now += 5  # the probe's client vanished: it never reported
-    assert cooldowns.available("a#0")  # a new probe may go
+    assert cooldowns.try_claim("a#0")  # a new probe may go
     cooldowns.failure("a#0", UpstreamTransient("503"))
-    assert not cooldowns.available("a#0")  # a failed probe reopens at once
+    assert not cooldowns.try_claim("a#0")  # a failed probe reopens at once
     clock.now += 5
-    assert cooldowns.available("a#0")
+    assert cooldowns.try_claim("a#0")
     cooldowns.success("a#0")
-    assert cooldowns.available("a#0") and cooldowns.available("a#0")
+    assert cooldowns.try_claim("a#0") and cooldowns.try_claim("a#0")
     assert cooldowns.states() == {}
 
 

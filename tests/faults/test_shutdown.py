@@ -16,7 +16,17 @@ import httpx
 import pytest
 
 from tests.faults.harness import REPO, MockUpstream, deployment, sse_events, unique, write_config
+from tests.helpers import wait_until
 from tests.servers import free_port
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
+
 
 GRACE = 3.0
 
@@ -31,7 +41,7 @@ def serving(mock: MockUpstream, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
     config = write_config(
         tmp_path,
         models,
-        server={"port": port, "shutdown_grace": GRACE},
+        server={"port": port, "shutdown_grace": GRACE, "drain_delay": 0},  # the delay: test_health_probes
         policies={"relay-plain": {"stream": "passthrough", "validators": []}},
     )
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -87,15 +97,11 @@ def test_sigterm_drains_then_ends_open_streams(serving: Any, mock: MockUpstream)
     assert first_content.wait(20)
     asker = threading.Thread(target=ask)
     asker.start()
-    deadline = time.monotonic() + 10
-    while mock.calls("slow-ok") < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: mock.calls("slow-ok") >= 1, 10)
 
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with pytest.raises(httpx.ConnectError):  # no new connections once draining
-        httpx.get(url + "/health", timeout=2)
+    wait_until(lambda: _refused(url + "/health"), 5)  # no new connections once draining
 
     asker.join(GRACE + 5)
     assert answers and answers[0].status_code == 200, answers

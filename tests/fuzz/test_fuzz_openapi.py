@@ -31,18 +31,25 @@ def fuzz_proxy(make_config, start_proxy):
                 "deployments": [{"model": "mock/broken-json", "mock": {"defect": "fence"}}],
             },
         },
-        auth={"keys": [{"name": "fuzz", "key": KEY, "models": ["*"], "allow_policy_override": True}]},
+        # admin: /metrics needs an admin key once keys are configured (server.metrics_auth)
+        auth={
+            "keys": [
+                {"name": "fuzz", "key": KEY, "models": ["*"], "allow_policy_override": True, "admin": True}
+            ]
+        },
     )
     return start_proxy(config)
 
 
 def _fuzz_schema(url: str, path: Path) -> Path:
     """The served document, with `model` and the policy header narrowed to what this config has, so that
-    valid requests reach the pipeline instead of stopping at 404/403."""
+    valid requests reach the pipeline instead of stopping at 404/403; `previous_response_id` only ever
+    names an id an earlier answer returned (any other is a documented 400), so none is sent."""
     doc = httpx.get(url + "/openapi.json", timeout=10).json()
     schemas = doc["components"]["schemas"]
     for name in ("ChatCompletionRequest", "EmbeddingRequest"):
         schemas[name]["properties"]["model"] = {"enum": ALIASES}
+    schemas["ResponseRequest"]["properties"]["previous_response_id"] = {"type": "null"}
     for param in doc["paths"]["/v1/chat/completions"]["post"]["parameters"]:
         if param["name"] == "x-guardproxy-policy":
             param["schema"] = {"enum": [*POLICIES, ""]}  # an empty header is no override
@@ -58,7 +65,7 @@ def test_schemathesis(fuzz_proxy, tmp_path, request):
         warm = httpx.post(fuzz_proxy.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
         assert warm.status_code in (200, 422)  # strict-json refuses prose: a documented answer
     har = tmp_path / "fuzz.har"
-    # A valid request may still end in 422: the model's output failed the policy (CONTRACT section 2).
+    # A valid request may still end in 422: the model's output failed the policy (docs/reference.md, 3).
     accepted = '["2XX", "401", "403", "404", "409", "422", "429"]'
     (tmp_path / "schemathesis.toml").write_text(
         f"[checks.positive_data_acceptance]\nexpected-statuses = {accepted}\n"

@@ -218,3 +218,15 @@ def test_tool_call_arguments_are_repaired_against_the_tool_schema(registry: Regi
     assert (
         repair(validators, Output(None, (_call('{"city": "Oslo", "days": 1}', "delete_all"),)), ctx) is None
     )
+
+
+def test_redaction_reaches_numbers_inside_json() -> None:
+    """A card number sent as a bare JSON number, or as a number value, is redacted too (it leaked)."""
+    from validators import Output, RequestContext, default_registry, redact
+
+    pii = [default_registry().create({"type": "pii", "entities": ["credit_card"], "on_fail": "redact"})]
+    for text in ("378282246310005", '{"card": 378282246310005, "n": 7}'):
+        out, names = redact(pii, Output(text), RequestContext())
+        assert "378282246310005" not in (out.text or "") and names == ["pii:credit_card"]
+    out, _ = redact(pii, Output('{"card": 378282246310005, "n": 7}'), RequestContext())
+    assert out.json_error() is None and '"n": 7' in (out.text or "")

@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`, `make soak`); run its scripts as `python -m bench.<name>`."""

@@ -1,0 +1,229 @@
+"""`/v1/responses`: a front door onto the chat pipeline. The request is translated to chat completions,
+run through the same policy -> cache -> ladder -> store path as `/v1/chat/completions`, and its answer
+translated back (JSON -> Response object, chat chunks -> the Responses event stream)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope
+
+from ..answer import Answer, Ledger
+from ..auth import Caller
+from ..pipeline import handle_chat
+from ..respond import SSE_HEADERS
+from ..routes import AccountedEndpoint, authenticated, header_map, read_body, services_of
+from ..services import Services
+from ..wire import ChatRequest, decode_body, parse_chat_request
+from .events import ChunkTranslator, sse_event
+from .store import MemoryResponses, ResponseStore, StoredResponse, input_item_list
+from .translate import ChatTranslation, assistant_message, new_id, to_chat, to_response
+
+__all__ = ["create_response", "delete_response", "get_response", "list_input_items"]
+
+_OUR_HEADERS = ("x-guardproxy-",)
+_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def _store(state: Any, services: Services) -> ResponseStore:
+    """The cache backend keeps stored responses; with `cache.backend: none`, this app's memory does."""
+    ttl = services.runtime.settings.responses.ttl
+    if services.cache.name != "none":
+        return ResponseStore(services.cache, ttl=ttl)
+    if getattr(state, "responses_memory", None) is None:
+        state.responses_memory = MemoryResponses()
+    return ResponseStore(state.responses_memory, ttl=ttl)
+
+
+async def _create(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
+    """The chat path's answer, translated; its meta (tokens, outcome, status) is the Response's."""
+    runtime = services.runtime
+    headers = header_map(scope)
+    # the key first, before the body is awaited (as chat: proxy.routes._chat)
+    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
+    raw = await read_body(receive, headers, runtime.settings.server)
+    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    data = decode_body(raw)
+    store = _store(scope["app"].state, services)
+    history: list[dict[str, Any]] = []
+    if data.get("previous_response_id") is not None:
+        history = (await store.previous(data["previous_response_id"], caller.key_hash)).messages
+    translation = to_chat(data, history)
+    if translation.body.get("stream") is True:  # the usage ends up in response.completed
+        translation.body["stream_options"] = {"include_usage": True}
+    chat = parse_chat_request(translation.body, runtime.settings.limits)
+    ledger.alias = chat.model if chat.model in runtime.settings.models else ""
+    answer = await handle_chat(
+        services,
+        runtime,
+        caller,
+        chat,
+        headers,
+        request_id=ledger.request_id,
+        client_request_id=ledger.client_request_id,
+    )
+    if answer.response.status_code >= 400:  # the chat path's error answer (its headers and meta included)
+        return answer
+    # the Response id carries the request id, so POST /v1/feedback accepts either
+    response_id = "resp_" + (ledger.request_id or new_id("r")[2:])
+    response = _respond(answer, translation, chat, store, caller, response_id)
+    return Answer(response, answer.meta)
+
+
+create_response = AccountedEndpoint("responses", _create)  # POST /v1/responses, accounted for like chat
+
+
+def _our_headers(answer: Response) -> dict[str, str]:
+    return {k: v for k, v in answer.headers.items() if k.startswith(_OUR_HEADERS)}
+
+
+def _respond(
+    answer: Answer,
+    translation: ChatTranslation,
+    chat: ChatRequest,
+    store: ResponseStore,
+    caller: Caller,
+    response_id: str,
+) -> Response:
+    keep = translation.echo["store"]
+
+    async def save(final: dict[str, Any]) -> None:
+        if keep:
+            await store.put(_stored(final, translation), caller.key_hash)
+
+    if not chat.stream:
+        completion = orjson.loads(answer.response.body)
+        final = to_response(completion, translation.echo, response_id=response_id, model=chat.model)
+        return _JSONAfterSave(final, save, headers=_our_headers(answer.response))
+    translator = ChunkTranslator(
+        translation.echo, response_id=response_id, model=chat.model, created_at=time.time()
+    )
+    return StreamingResponse(
+        _events(answer, translator, save),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **_our_headers(answer.response)},
+    )
+
+
+class _JSONAfterSave(Response):
+    """The Response object as JSON, stored (when asked) before it is sent."""
+
+    media_type = "application/json"
+
+    def __init__(self, final: dict[str, Any], save: Any, headers: Mapping[str, str]) -> None:
+        super().__init__(orjson.dumps(final), headers=headers)
+        self._final, self._save = final, save
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._save(self._final)
+        await super().__call__(scope, receive, send)
+
+
+def _stored(final: dict[str, Any], translation: ChatTranslation) -> StoredResponse:
+    items = []
+    for item in translation.input_items:
+        item = dict(item)
+        if "id" not in item:
+            item["id"] = new_id(_ITEM_PREFIX.get(item["type"], "item"))
+        if item["type"] == "message":
+            item.setdefault("status", "completed")
+        items.append(item)
+    history = [m for m in translation.body["messages"] if not _is_instructions(m, translation)]
+    messages = [*history, assistant_message(final["output"])]
+    return StoredResponse(response=final, input_items=items, messages=messages)
+
+
+def _is_instructions(message: Mapping[str, Any], translation: ChatTranslation) -> bool:
+    """The turn's `instructions` do not carry over to the next response (as OpenAI)."""
+    first = translation.body["messages"][0]
+    return message is first and translation.echo["instructions"] is not None
+
+
+async def _chat_sse(answer: Response) -> AsyncGenerator[bytes, None]:
+    """The chat answer's SSE bytes, whether it was replayed in one body or streamed."""
+    iterator = getattr(answer, "body_iterator", None)
+    if iterator is None:
+        yield bytes(answer.body)
+        return
+    try:
+        async for chunk in iterator:
+            yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
+    finally:  # closing us (the client left) closes the chat stream, and with it the upstream one
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _events(answer: Answer, translator: ChunkTranslator, save: Any) -> AsyncIterator[bytes]:
+    for event in translator.start():
+        yield sse_event(event)
+    buffer = b""
+    done = failed = False
+    async with contextlib.aclosing(_chat_sse(answer.response)) as raw:
+        async for data in raw:
+            buffer += data
+            while b"\n\n" in buffer:
+                block, buffer = buffer.split(b"\n\n", 1)
+                if block.startswith(b":"):  # keep-alive comment
+                    yield block + b"\n\n"
+                    continue
+                payload = block.removeprefix(b"data: ").strip()
+                if payload == b"[DONE]":
+                    done = True
+                    continue
+                chunk = orjson.loads(payload)
+                if "error" in chunk:
+                    failed = True
+                    for event in translator.fail(chunk):
+                        yield sse_event(event)
+                    return
+                for event in translator.feed(chunk):
+                    yield sse_event(event)
+    if not done and not failed:
+        if answer.meta is not None and answer.meta.status is None:
+            answer.meta.status = 502  # accounted for as the failure it was, not the 200 it began as
+        for event in translator.fail({"message": "The answer's stream ended before it was complete."}):
+            yield sse_event(event)
+        return
+    events = translator.finish()
+    if translator.final is not None:
+        await save(translator.final)
+    for event in events:
+        yield sse_event(event)
+
+
+async def get_response(request: Request) -> Response:
+    """GET /v1/responses/{id}: a stored response of the caller's key (404 otherwise)."""
+    services = services_of(request)
+    caller = services.runtime.keys.authenticate(request.headers.get("authorization"))
+    stored = await _store(request.app.state, services).find(
+        request.path_params["response_id"], caller.key_hash
+    )
+    return Response(orjson.dumps(stored.response), media_type="application/json")
+
+
+async def delete_response(request: Request) -> Response:
+    """DELETE /v1/responses/{id}."""
+    services = services_of(request)
+    caller = services.runtime.keys.authenticate(request.headers.get("authorization"))
+    response_id = request.path_params["response_id"]
+    await _store(request.app.state, services).delete(response_id, caller.key_hash)
+    body = {"id": response_id, "object": "response.deleted", "deleted": True}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def list_input_items(request: Request) -> Response:
+    """GET /v1/responses/{id}/input_items."""
+    services = services_of(request)
+    caller = services.runtime.keys.authenticate(request.headers.get("authorization"))
+    stored = await _store(request.app.state, services).find(
+        request.path_params["response_id"], caller.key_hash
+    )
+    page = input_item_list(stored.input_items, request.query_params)
+    return Response(orjson.dumps(page), media_type="application/json")

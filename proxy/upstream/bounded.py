@@ -1,0 +1,103 @@
+"""Reading an upstream body within `limits.max_upstream_bytes`: decompressed here, counted as it arrives.
+
+Both transports decompress bodies themselves, with zlib's `max_length`, instead of letting the HTTP
+client do it: a client that inflates a whole network chunk at once turns 64 KB of gzip bomb into 64 MB
+before anyone can count it. Here no call ever produces more than the bytes still allowed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+from ..errors import UpstreamTransient
+
+__all__ = ["ACCEPT_ENCODING", "BodyLimit", "Lines", "MAX_SSE_LINE", "too_large"]
+
+ACCEPT_ENCODING = "gzip, deflate"  # the only encodings we can inflate with a bound
+MAX_SSE_LINE = 1 << 20  # one SSE line (one chunk): far above any real chunk, far below the body limit
+_PIECE = 64 * 1024  # the most one inflate call may produce
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
+
+
+def too_large(
+    limit: int, what: str = "answer was larger than limits.max_upstream_bytes"
+) -> UpstreamTransient:
+    """The failure for an upstream body past a limit: retryable, so the chain falls back."""
+    error = UpstreamTransient(f"The provider's {what} ({limit} bytes); it was not read further.")
+    error.code = "upstream_too_large"
+    return error
+
+
+class BodyLimit:
+    """Inflates (when the body is compressed) and counts one body; fails past `limit` decompressed bytes.
+
+    `limit=None` counts without a cap (a stream, whose output is counted chunk by chunk instead); the
+    pieces are still at most `_PIECE` bytes each, so a bomb never inflates in one go.
+    """
+
+    def __init__(self, limit: int | None, encoding: str | None = None) -> None:
+        self.limit = limit
+        self.total = 0
+        name = (encoding or "identity").strip().lower()
+        if name not in ("", "identity") and name not in _WBITS:
+            raise UpstreamTransient(
+                f"The provider answered with an unsupported content-encoding: {name[:40]}"
+            )
+        self.inflating = name in _WBITS
+        self._inflate = zlib.decompressobj(_WBITS[name]) if self.inflating else None
+
+    def feed(self, raw: bytes) -> Iterator[bytes]:
+        """The decompressed pieces of `raw`; raises once the body passes the limit."""
+        for piece in self._pieces(raw):
+            self.total += len(piece)
+            if self.limit is not None and self.total > self.limit:
+                raise too_large(self.limit)
+            yield piece
+
+    def _pieces(self, raw: bytes) -> Iterator[bytes]:
+        if self._inflate is None:
+            yield raw
+            return
+        data = raw
+        while data:
+            try:
+                piece = self._inflate.decompress(data, _PIECE)
+            except zlib.error:
+                raise UpstreamTransient("The provider's compressed body is corrupt.") from None
+            if not piece:
+                return
+            yield piece
+            data = self._inflate.unconsumed_tail
+
+
+class Lines:
+    """Splits a byte stream into lines; a line longer than `limit` is a failure, not a growing buffer."""
+
+    def __init__(self, limit: int = MAX_SSE_LINE) -> None:
+        self.limit = limit
+        self._partial = bytearray()  # appended to in place: a server dripping bytes costs O(n), not O(n^2)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The complete lines in `data` (with what was left over before), without their line ending."""
+        cut = data.find(b"\n")
+        if cut < 0:
+            self._partial += data
+            self._check()
+            return
+        first = bytes(self._partial) + data[:cut]
+        lines = data[cut + 1 :].split(b"\n")
+        self._partial = bytearray(lines.pop())
+        self._check()
+        for line in (first, *lines):
+            if len(line) > self.limit:
+                raise too_large(self.limit, "SSE line was longer than the line limit")
+            yield line.rstrip(b"\r")
+
+    def rest(self) -> bytes:
+        """What followed the last line ending (a stream that ended without one)."""
+        return bytes(self._partial).rstrip(b"\r")
+
+    def _check(self) -> None:
+        if len(self._partial) > self.limit:
+            raise too_large(self.limit, "SSE line was longer than the line limit")
