@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .cache.memory import MemoryTier
 from .shutdown import Drain
 
 __all__ = ["live", "ready"]
@@ -42,6 +43,8 @@ async def ready(request: Request) -> Response:
 
 async def _cache_check(backend: Any) -> str:
     """`ok`, `none` (caching deliberately off) or what is wrong with the backend."""
+    if isinstance(backend, MemoryTier):  # the probe asks the storage itself, never a copy in memory
+        backend = backend.backend
     name = getattr(backend, "name", "")
     if name == "none":
         return "none"

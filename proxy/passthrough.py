@@ -200,13 +200,14 @@ class _Passthrough:
         return verdict
 
     async def _relay_rest(self) -> AsyncGenerator[bytes, None]:
-        for chunk in self.opened.pending:
-            yield sse(chunk)
+        if self.opened.pending:  # what was read before the commit goes out in one write
+            yield b"".join(sse(chunk) for chunk in self.opened.pending)
         if self.opened.ended:
             return
         async for upstream_chunk in self.opened.stream:
-            for chunk in self.relay.relay(upstream_chunk):
-                yield sse(chunk)
+            relayed = self.relay.relay(upstream_chunk)
+            if relayed:
+                yield b"".join(sse(chunk) for chunk in relayed) if len(relayed) > 1 else sse(relayed[0])
             if self.relay.stopped:
                 return
         if self.relay.finish_reason is None:
@@ -223,8 +224,8 @@ class _Passthrough:
             meta.outcome, meta.repairs = end.outcome, end.repairs
             if end.completion is not None and end.outcome in STORABLE_OUTCOMES:
                 await self._store(end)  # complete and valid: stored before the client sees [DONE]
-            for event in end.events:
-                yield event
+            if end.events:  # the tail, the verdict and [DONE] in one write
+                yield b"".join(end.events)
             if end.rejection is not None:
                 meta.status = end.rejection.status_code
                 self.ctx.events.rejected(end.rejection.violations, deployment=self.dep.model)

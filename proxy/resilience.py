@@ -192,7 +192,17 @@ class Resilience:
         may_attempt: Callable[[], bool],
         on_retry: Callable[[UpstreamFailure], None] | None = None,
     ) -> T:
-        """Call `attempt(time left)` until it succeeds or retrying is pointless; re-raise the last failure."""
+        """Call `attempt(time left)` until it succeeds or retrying is pointless; re-raise the last failure.
+
+        The first attempt runs without tenacity (a call that succeeds never builds `AsyncRetrying`, ~22 µs
+        per call); tenacity takes over from the first retry, with the same rules."""
+        self.budget.record_first()
+        try:
+            return await attempt(deadline.check())
+        except UpstreamFailure as exc:
+            if not exc.transient:
+                raise
+            first: UpstreamFailure | None = exc
         backoff = wait_random_exponential(
             multiplier=self.settings.initial_backoff, max=self.settings.max_backoff
         )
@@ -214,13 +224,6 @@ class Resilience:
             if on_retry is not None and failure is not None:
                 on_retry(failure)
 
-        self.budget.record_first()
-        try:  # the first attempt without tenacity: a call that succeeds never builds `AsyncRetrying`
-            return await attempt(deadline.check())
-        except UpstreamFailure as exc:
-            if not exc.transient:
-                raise
-            first: UpstreamFailure | None = exc
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamFailure) and exc.transient),
             wait=pause,
@@ -229,9 +232,9 @@ class Resilience:
             sleep=self.sleep,
             reraise=True,
         )
-        async for state in retrying:  # from the first retry on, with the same rules
+        async for state in retrying:
             with state:
-                if first is not None:  # tenacity's attempt 1 is the one that already failed
+                if first is not None:  # tenacity's attempt 1: the one that already failed
                     failed, first = first, None
                     raise failed
                 return await attempt(deadline.check())

@@ -28,6 +28,7 @@ def setup(make_config, start_proxy, upstream):
 
     return build
 
+
 MEMORY_TTL = 0.2
 
 

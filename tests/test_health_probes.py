@@ -61,6 +61,8 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def _ask(url: str, model: str, text: str) -> httpx.Response:

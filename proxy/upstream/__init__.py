@@ -13,6 +13,7 @@ from ..settings import Deployment, LimitSettings
 from .assemble import ChunkAssembler
 from .bounded import too_large
 from .direct import DEFAULT_BASES, DirectTransport
+from .idle import IdleWatch
 from .litellm_transport import LitellmTransport
 from .pricing import Prices, load_price_map
 
@@ -124,25 +125,28 @@ class Upstream:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         source = self.direct.stream(dep, body) if uses_direct(dep) else self.litellm.stream(dep, body, index)
         iterator = source.__aiter__()
-        loop = asyncio.get_running_loop()
-        ends = loop.time() + timeout
         gap = timeout if idle is None else min(idle, timeout)
+        watch = IdleWatch(gap, asyncio.get_running_loop().time() + timeout)
         limit, size = self.limits.max_upstream_bytes, 0
         try:
             while True:
-                left = ends - loop.time()
+                if not watch.begin():
+                    raise _stream_timeout(gap, timeout, whole=True)
                 try:
-                    async with asyncio.timeout(min(gap, left)):
-                        chunk = await iterator.__anext__()
+                    chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    raise _stream_timeout(gap, timeout, whole=left <= gap) from None
+                except asyncio.CancelledError:
+                    if watch.timed_out():
+                        raise _stream_timeout(gap, timeout, whole=watch.whole) from None
+                    raise
+                watch.end()
                 size += _output_size(chunk)
                 if size > limit:
                     raise too_large(limit, "streamed answer was larger than limits.max_upstream_bytes")
                 yield chunk
         finally:
+            watch.close()
             await source.aclose()  # type: ignore[attr-defined]
 
     async def embed(

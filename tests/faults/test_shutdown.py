@@ -67,6 +67,8 @@ def serving(mock: MockUpstream, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
     if process.poll() is None:
         process.kill()
     process.wait(10)
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 def test_sigterm_drains_then_ends_open_streams(serving: Any, mock: MockUpstream) -> None:
