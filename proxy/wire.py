@@ -221,7 +221,7 @@ def _messages(value: Any, limits: LimitSettings) -> list[dict[str, Any]]:
         if not isinstance(msg, dict):
             raise InvalidRequest(f"`{where}` must be an object.", param=where)
         role = msg.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequest(
                 f"`{where}.role` must be one of {', '.join(sorted(_ROLES))}.", param=f"{where}.role"
             )

@@ -248,3 +248,15 @@ def test_provider_settings_in_body_never_used(proxy):
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "safe"
     assert hits == []
+
+
+@pytest.mark.parametrize("role", [{}, [], ["user"], 7, None])
+def test_a_role_that_is_not_a_string_is_400(proxy, role) -> None:
+    """An unhashable role once reached a set lookup and answered 500 (found by schemathesis)."""
+    for path, body in (
+        ("/v1/chat/completions", {"model": "echo", "messages": [{"role": role, "content": "hi"}]}),
+        ("/v1/responses", {"model": "echo", "input": [{"type": "message", "role": role, "content": []}]}),
+    ):
+        r = httpx.post(proxy.url + path, json=body, headers={"authorization": "Bearer sk-team-a"}, timeout=10)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["param"].endswith(".role")

@@ -177,7 +177,7 @@ def _items_to_messages(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise InvalidRequest(
             f"`{where}.role` must be one of {', '.join(sorted(_ROLES))}.", param=f"{where}.role"
         )

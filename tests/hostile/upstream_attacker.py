@@ -74,6 +74,8 @@ class Attacker:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # its self-pipe sockets would otherwise leak (ResourceWarning at GC)
 
     async def _serve(self) -> None:
         app = web.Application()
