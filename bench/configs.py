@@ -52,9 +52,20 @@ def _deployment(upstream: str, label: str, transport: str) -> dict[str, Any]:
 
 
 def guardproxy_config(
-    work: Path, name: str, upstream: str, *, transport: str, cache: str, port: int, redis_url: str = ""
+    work: Path,
+    name: str,
+    upstream: str,
+    *,
+    transport: str,
+    cache: str,
+    port: int,
+    redis_url: str = "",
+    record: str | None = None,
 ) -> Path:
-    """A guardproxy config: alias `fixed` (default policy) on the mock, through `transport`, cache `cache`."""
+    """A guardproxy config: alias `fixed` (default policy) on the mock, through `transport`, cache `cache`.
+
+    `record` sets the top-level `record:` mode (proxy.records); None leaves guardproxy's default (`failures`).
+    """
     models: dict[str, Any] = {
         LABEL: {"policy": "default", "deployments": [_deployment(upstream, LABEL, transport)]}
     }
@@ -70,6 +81,8 @@ def guardproxy_config(
         "policies_dir": str(policies(work)),
         "default_policy": "default",
     }
+    if record is not None:
+        data["record"] = record
     return _dump(work / f"guardproxy-{name}.yaml", data)
 
 

@@ -63,6 +63,34 @@ def added_p50(subjects: Mapping[str, Any], floor: str = "1", conc: str = "1") ->
     return out
 
 
+def recording_cost(
+    subjects: Mapping[str, Any], summary: Mapping[str, Mapping[str, Mapping[str, float | None]]]
+) -> dict[str, dict[str, float | None]]:
+    """Issue 18: CPU per request of (5) (`record: failures`, the default) against (5n) (`record: none`).
+
+    Per concurrency: both medians, the median over rounds of the paired difference (5 minus 5n in the
+    same round, microseconds) and the ratio of the medians. Empty when either subject was not measured.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for conc in summary.get("5", {}):
+        if conc not in summary.get("5n", {}):
+            continue
+        on, off = summary["5"][conc].get("cpu_ms_per_req"), summary["5n"][conc].get("cpu_ms_per_req")
+        base = {r["round"]: r.get("cpu_ms_per_req") for r in subjects["5n"].get("runs", {}).get(conc, [])}
+        paired = median(
+            (r["cpu_ms_per_req"] - base[r["round"]]) * 1000
+            for r in subjects["5"].get("runs", {}).get(conc, [])
+            if r.get("cpu_ms_per_req") is not None and base.get(r["round"]) is not None
+        )
+        out[conc] = {
+            "failures_ms": on,
+            "none_ms": off,
+            "paired_diff_us": paired,
+            "ratio": on / off if on is not None and off else None,
+        }
+    return out
+
+
 def ratios(
     summary: Mapping[str, Mapping[str, Mapping[str, float | None]]],
 ) -> dict[str, dict[str, float | None]]:
@@ -288,6 +316,20 @@ def render(results: Mapping[str, Any]) -> str:
     ]
     if rows:  # on 2 cores the load generator and the upstream take what a second worker would use
         out.append(table(["cores busy at c8", "server", "upstream", "wrk", "sum"], rows))
+    cost = results.get("recording") or recording_cost(subjects, summary)
+    if cost:
+        rows = [
+            [
+                f"c{conc}",
+                _num(f["failures_ms"], "{:.3f}"),
+                _num(f["none_ms"], "{:.3f}"),
+                _num(f["paired_diff_us"], "{:+.0f}"),
+                _num(f["ratio"], "{:.3f}"),
+            ]
+            for conc, f in sorted(cost.items(), key=lambda item: int(item[0]))
+        ]
+        headers = ["recording (issue 18)", "(5) failures", "(5n) none", "5-5n us/req", "ratio"]
+        out.append(table(headers, rows) + "\n(CPU ms per request; 5-5n: median over rounds, paired)")
     if results.get("ttfb"):
         out.append(render_ttfb(results["ttfb"]))
     if results.get("validators"):

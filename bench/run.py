@@ -185,6 +185,7 @@ def finish(results: dict[str, Any]) -> None:
     results["added_p50_ms_c1"] = report.added_p50(subjects)
     results["ratios"] = report.ratios(results["summary"])
     results["targets"] = report.targets(results)
+    results["recording"] = report.recording_cost(subjects, results["summary"])
     results["meta"]["other_load_cores_median"] = report.noise(subjects)
     print()
     print(report.render(results))

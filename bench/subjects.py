@@ -78,6 +78,8 @@ SUBJECTS = (
     Subject("3L", "bare Starlette app calling litellm.acompletion", "acompletion"),
     Subject("4", "LiteLLM proxy", "litellm"),
     Subject("5", "guardproxy, direct path, json_schema, no cache", "gp_direct", guardproxy=True),
+    # subject 5 with `record: none`: next to 5 (default `record: failures`), the recording cost (issue 18)
+    Subject("5n", "guardproxy, direct path, json_schema, record: none", "gp_norecord", guardproxy=True),
     Subject("5s", "guardproxy, direct path, json_schema, stream", "gp_direct", stream=True, guardproxy=True),
     Subject(
         "5r",
@@ -150,7 +152,7 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     env = subject_env()
     ports = {key: free_port() for key in ("mock", "fixed", "forward", "acompletion", "litellm")}
     ports.update({key: free_port() for key in ("redis", "gp_direct", "gp_litellm", "gp_cache", "gp_redis")})
-    ports.update({key: free_port() for key in ("gp_stream", "gp_direct2", "gp_cache2")})
+    ports.update({key: free_port() for key in ("gp_stream", "gp_direct2", "gp_cache2", "gp_norecord")})
     upstream = f"http://127.0.0.1:{ports['mock']}/v1"
     mock_cmd, standin = mock_argv(python, ports["mock"], configs.mock_config(work))
     app_env = {**env, "BENCH_UPSTREAM": upstream}
@@ -180,6 +182,15 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
             cache="redis",
             port=ports["gp_redis"],
             redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
+        ),
+        "gp_norecord": configs.guardproxy_config(
+            work,
+            "norecord",
+            upstream,
+            transport="direct",
+            cache="none",
+            port=ports["gp_norecord"],
+            record="none",
         ),
         "gp_stream": configs.stream_config(work, upstream, ports["gp_stream"]),
         "gp_direct2": configs.guardproxy_config(
@@ -225,6 +236,7 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     ]
     titles = {
         "gp_direct": "guardproxy direct",
+        "gp_norecord": "guardproxy direct, record: none",
         "gp_litellm": "guardproxy litellm",
         "gp_cache": "guardproxy cache",
         "gp_redis": "guardproxy redis cache",

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from validators import RequestContext, Validator
 
@@ -23,6 +23,9 @@ from .respond import AnswerMeta
 from .services import Runtime, Services
 from .settings import ModelAlias
 from .wire import ChatRequest
+
+if TYPE_CHECKING:
+    from .responses.native import NativeRequest
 
 __all__ = ["CacheMode", "ChatContext", "cache_mode"]
 
@@ -72,6 +75,8 @@ class ChatContext:
     events: AuditEvents
     request_id: str = ""
     chain: Chain | None = None  # this request's walk, once it made one (a cache hit or follower: none)
+    # a /v1/responses request to an alias with `api: responses` deployments
+    native: NativeRequest | None = None
 
     @property
     def key(self) -> str:

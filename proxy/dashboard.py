@@ -23,7 +23,7 @@ from .redaction import scrub
 if TYPE_CHECKING:
     from .services import Services
 
-__all__ = ["asset", "build_snapshot", "page", "quantile", "read_audit_tail", "snapshot"]
+__all__ = ["admin_page", "asset", "build_snapshot", "page", "quantile", "read_audit_tail", "snapshot"]
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
 ASSETS = {
@@ -69,15 +69,20 @@ def _admin(services: Services, authorization: str | None) -> Caller:
     return caller
 
 
-async def page(request: Request) -> Response:
-    """GET /ui: the dashboard page; the admin key comes as `Authorization: Bearer` or `?key=`."""
+async def admin_page(request: Request, filename: str) -> Response:
+    """One page of /ui for admin keys; the key comes as `Authorization: Bearer` or `?key=`."""
     services = _services(request)
     authorization = request.headers.get("authorization")
     if authorization is None and request.query_params.get("key"):
         authorization = "Bearer " + request.query_params["key"]
     _admin(services, authorization)
-    html = await asyncio.to_thread((UI_DIR / "index.html").read_bytes)
+    html = await asyncio.to_thread((UI_DIR / filename).read_bytes)
     return Response(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+
+
+async def page(request: Request) -> Response:
+    """GET /ui: the dashboard page."""
+    return await admin_page(request, "index.html")
 
 
 async def asset(request: Request) -> Response:

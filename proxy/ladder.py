@@ -51,10 +51,15 @@ class _Ladder:
         return not self.violations or self.within_budget()
 
     async def call(self, step: Step, body: Mapping[str, Any]) -> UpstreamResult | None:
-        upstream, streamed = self.ctx.services.upstream, self.ctx.chat.stream
+        upstream, streamed, native = self.ctx.services.upstream, self.ctx.chat.stream, self.ctx.native
 
         async def attempt(dep: Deployment, key: str, timeout: float) -> UpstreamResult:
-            if streamed:
+            if native is not None:
+                native.items = []  # the built-in items of the answer accepted: its last call's
+            if native is not None and native.serves(dep):  # `api: responses`: never streamed (buffer mode)
+                response = await upstream.respond(dep, native.request(body), key=key, timeout=timeout)
+                result = upstream.result(dep, native.completion(response))
+            elif streamed:
                 result = await _streamed(self.ctx, dep, body, key, timeout)
             else:
                 result = await upstream.complete(dep, body, key=key, timeout=timeout)

@@ -5,7 +5,7 @@ hands back an `Answer` whose metadata is final once its body has been sent (prox
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .answer import Answer
 from .audit import AuditEvents
@@ -22,6 +22,9 @@ from .respond import AnswerMeta, json_response, stream_response, waiting_stream
 from .services import Runtime, Services
 from .settings import ModelAlias
 from .wire import ChatRequest
+
+if TYPE_CHECKING:
+    from .responses.native import NativeRequest
 
 __all__ = ["CacheMode", "cache_mode", "handle_chat", "resolve_policy"]
 
@@ -48,9 +51,12 @@ async def handle_chat(
     *,
     request_id: str = "",
     client_request_id: str | None = None,
+    native: NativeRequest | None = None,
 ) -> Answer:
-    """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer."""
-    ctx = _context(services, runtime, caller, chat, headers, (request_id, client_request_id))
+    """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer.
+
+    `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments."""
+    ctx = _context(services, runtime, caller, chat, headers, (request_id, client_request_id), native)
     try:
         return await _answer(ctx)
     except ProxyError as exc:
@@ -65,6 +71,7 @@ def _context(
     chat: ChatRequest,
     headers: Mapping[str, str],
     ids: tuple[str, str | None],
+    native: NativeRequest | None = None,
 ) -> ChatContext:
     """The request's alias, policy, validators, cache mode and key (404 / 403 raised here)."""
     alias = runtime.settings.models.get(chat.model)
@@ -82,9 +89,11 @@ def _context(
         validation_ms=settings.limits.validation_ms,
         tool_choice=chat.body.get("tool_choice"),
     )
+    # a built-in tool's items (a web search) are not in the completion a cache entry keeps
+    builtin = native is not None and native.builtin
     mode = cache_mode(
         headers.get("cache-control", ""),
-        enabled=settings.cache.backend != "none" and policy.spec.cache.enabled,
+        enabled=settings.cache.backend != "none" and policy.spec.cache.enabled and not builtin,
     )
     key = cache_key(
         request=chat.body,
@@ -105,8 +114,9 @@ def _context(
         client_request_id=ids[1],
     )
     return ChatContext(
-        services, runtime, caller, chat, alias, policy, judge, validators, mode, meta, events, ids[0]
-    )
+        services, runtime, caller, chat, alias, policy, judge, validators, mode, meta, events, ids[0],
+        native=native,
+    )  # fmt: skip
 
 
 async def _answer(ctx: ChatContext) -> Answer:
@@ -119,7 +129,8 @@ async def _answer(ctx: ChatContext) -> Answer:
             services.metrics.tokens_saved.labels(chat.model).inc(int(usage.get("total_tokens") or 0))
             return _replay(ctx, hit)
     services.metrics.cache.labels(ctx.cache.label).inc()
-    if chat.stream and ctx.policy.spec.stream == "passthrough" and (chat.body.get("n") or 1) == 1:
+    passthrough = ctx.policy.spec.stream == "passthrough" and ctx.native is None  # native: buffer mode
+    if chat.stream and passthrough and (chat.body.get("n") or 1) == 1:
         return Answer(await passthrough_response(ctx), ctx.meta)
     if chat.stream:
         keepalive = ctx.runtime.settings.server.keepalive_seconds

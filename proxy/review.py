@@ -3,7 +3,6 @@ negative-feedback rates per alias, policy and deployment. Verdicts are posted to
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -12,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .dashboard import SECURITY_HEADERS, UI_DIR, _admin, _services
+from .dashboard import _admin, _services, admin_page
 from .feedback import public_record
 
 __all__ = ["QUEUE_OUTCOMES", "build_queue", "page", "queue", "rates"]
@@ -23,14 +22,8 @@ SHOWN = 100
 
 
 async def page(request: Request) -> Response:
-    """GET /ui/review: the review page (admin key as `Authorization: Bearer` or `?key=`)."""
-    services = _services(request)
-    authorization = request.headers.get("authorization")
-    if authorization is None and request.query_params.get("key"):
-        authorization = "Bearer " + request.query_params["key"]
-    _admin(services, authorization)
-    html = await asyncio.to_thread((UI_DIR / "review.html").read_bytes)
-    return Response(html, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+    """GET /ui/review: the review page."""
+    return await admin_page(request, "review.html")
 
 
 async def queue(request: Request) -> Response:

@@ -119,6 +119,9 @@ class Deployment(Frozen):
     api_key: str | None = Field(None, repr=False)
     timeout: float = Field(30.0, gt=0)
     transport: Literal["auto", "direct", "litellm"] = "auto"
+    # `responses`: a request that arrived on /v1/responses reaches this (direct, OpenAI-wire) deployment
+    # at the provider's own /v1/responses; chat completions requests still go to /chat/completions
+    api: Literal["chat", "responses"] = "chat"
     params: dict[str, Any] = Field(default_factory=dict)
     input_cost_per_token: float | None = Field(None, ge=0)
     output_cost_per_token: float | None = Field(None, ge=0)

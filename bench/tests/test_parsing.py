@@ -124,6 +124,19 @@ def test_targets_report_met_missed_and_unmeasured() -> None:
     assert got["(5)CPU"] is True
 
 
+def test_recording_cost_pairs_cpu_of_5_and_5n_by_round() -> None:
+    def runs(cpu: list[float]) -> dict[str, list[dict[str, float]]]:
+        return {"8": [{"round": r, "rps": 1000.0, "cpu_ms_per_req": c} for r, c in enumerate(cpu)]}
+
+    subjects = {"5": {"runs": runs([0.80, 0.90, 0.70])}, "5n": {"runs": runs([0.78, 0.86, 0.72])}}
+    cost = report.recording_cost(subjects, report.summarize(subjects))
+    assert cost["8"]["failures_ms"] == pytest.approx(0.80)
+    assert cost["8"]["none_ms"] == pytest.approx(0.78)
+    assert cost["8"]["paired_diff_us"] == pytest.approx(20.0)  # per round +20, +40, -20
+    assert cost["8"]["ratio"] == pytest.approx(0.80 / 0.78)
+    assert report.recording_cost({"5": subjects["5"]}, report.summarize({"5": subjects["5"]})) == {}
+
+
 def test_run_duration_stretches_for_slow_subjects_up_to_the_cap() -> None:
     assert rounds.duration(2, 64, 5000.0, cap=5) == 2
     assert rounds.duration(2, 64, 20.0, cap=5) == 5

@@ -37,6 +37,7 @@ class MockState:
     schema_memo: dict[tuple[bytes, int], Any] = field(default_factory=dict)
     id_prefix: str = field(default_factory=lambda: "chatcmpl-mock-" + os.urandom(6).hex())
     ids: Iterator[int] = field(default_factory=itertools.count)
+    last: dict[str, Any] = field(default_factory=dict)  # path -> the last body it received (GET /mock/last)
 
     def lookup(self, name: str) -> tuple[str, Mapping[str, Any]] | None:
         """(behaviour, options) for a label or a plain behaviour name, or None."""

@@ -3,7 +3,8 @@
 Response object, or the Responses event stream); faults (errors, stalls, cuts) behave as on chat, except
 that a stream failing mid-way ends as the Responses API's do (and guardproxy's own route): an `error`
 event, then `response.failed`.
-The mock is stateless: `previous_response_id` is echoed, not looked up; built-in tools are ignored.
+The mock is stateless: `previous_response_id` is echoed, not looked up; built-in tools are ignored (the
+last body is kept for `GET /mock/last`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Responses:
         if found is None:
             return
         name, behaviour, options, request = found
+        self.state.last["/v1/responses"] = copy.deepcopy(request)
         tools = request.get("tools")
         if isinstance(tools, list):  # a real provider would run its built-in tools; the mock has none
             request["tools"] = [t for t in tools if not isinstance(t, dict) or t.get("type") == "function"]

@@ -57,6 +57,7 @@ class MockApp(Starlette):
                 Route("/v1/models", _models, methods=["GET"]),
                 Route("/mock/stats", _stats, methods=["GET"]),
                 Route("/mock/reset", _reset, methods=["POST"]),
+                Route("/mock/last", _last, methods=["GET"]),
             ]
         )
         self.state.mock = state
@@ -90,10 +91,17 @@ async def _stats(request: Request) -> Response:
     return _json({"calls": dict(state.calls), "disconnects": dict(state.disconnects)})
 
 
+async def _last(request: Request) -> Response:
+    """The last body each recorded path received (`/v1/responses`)."""
+    state: MockState = request.app.state.mock
+    return _json(state.last)
+
+
 async def _reset(request: Request) -> Response:
     state: MockState = request.app.state.mock
     state.calls.clear()
     state.disconnects.clear()
+    state.last.clear()
     return _json({"status": "ok"})
 
 

@@ -30,6 +30,7 @@ class _Item:
         self.index = index
         self.data = data
         self.text = ""
+        self.done = False  # given whole (a provider's built-in tool item): nothing left to close
 
     @property
     def id(self) -> str:
@@ -76,6 +77,16 @@ class ChunkTranslator:
             self._event("response.created", response=shell),
             self._event("response.in_progress", response=shell),
         ]
+
+    def given(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Whole items ahead of the answer (an `api: responses` provider's web_search_call, ...)."""
+        events = []
+        for data in items:
+            item = self._add(data)
+            item.done = True
+            events.append(self._event("response.output_item.added", output_index=item.index, item=data))
+            events.append(self._event("response.output_item.done", output_index=item.index, item=data))
+        return events
 
     def feed(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The events one chat chunk makes (choice 0; guardproxy streams answer n=1 on this route)."""
@@ -178,10 +189,13 @@ class ChunkTranslator:
         """Close every item, then `response.completed` (or `response.incomplete`) with the whole Response."""
         status = "incomplete" if self._finish in ("length", "content_filter") else "completed"
         # an empty answer is still one (empty) message item, as a buffered one is rendered
-        events = self._text("") if not self._items else []
+        events = self._text("") if all(i.done for i in self._items) else []
         output = []
         for item in self._items:
             data = item.data
+            if item.done:
+                output.append(data)
+                continue
             data["status"] = "incomplete" if status == "incomplete" else "completed"
             if data["type"] == "message":
                 part = {"type": "output_text", "text": item.text, "annotations": [], "logprobs": []}

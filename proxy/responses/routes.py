@@ -1,6 +1,8 @@
 """`/v1/responses`: a front door onto the chat pipeline. The request is translated to chat completions,
 run through the same policy -> cache -> ladder -> store path as `/v1/chat/completions`, and its answer
-translated back (JSON -> Response object, chat chunks -> the Responses event stream)."""
+translated back (JSON -> Response object, chat chunks -> the Responses event stream). An alias with
+`api: responses` deployments gets the client's own body there too (`native.NativeRequest`): built-in
+tools pass through, and the provider's built-in tool items come back in `output`."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ..routes import AccountedEndpoint, authenticated, header_map, read_body, se
 from ..services import Services
 from ..wire import ChatRequest, decode_body, parse_chat_request
 from .events import ChunkTranslator, sse_event
+from .native import NativeRequest, has_native
 from .store import MemoryResponses, ResponseStore, StoredResponse, input_item_list
 from .translate import ChatTranslation, assistant_message, new_id, to_chat, to_response
 
@@ -54,11 +57,19 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
     history: list[dict[str, Any]] = []
     if data.get("previous_response_id") is not None:
         history = (await store.previous(data["previous_response_id"], caller.key_hash)).messages
-    translation = to_chat(data, history)
+    model = data.get("model")
+    native = has_native(runtime.settings.models.get(model) if isinstance(model, str) else None)
+    translation = to_chat(data, history, builtin_tools=native)
     if translation.body.get("stream") is True:  # the usage ends up in response.completed
         translation.body["stream_options"] = {"include_usage": True}
     chat = parse_chat_request(translation.body, runtime.settings.limits)
     ledger.alias = chat.model if chat.model in runtime.settings.models else ""
+    # the alias has `api: responses` deployments: they get the client's own body (built-in tools and all)
+    request = (
+        NativeRequest.of(data, history, translation.input_items, len(chat.body["messages"]))
+        if native
+        else None
+    )
     answer = await handle_chat(
         services,
         runtime,
@@ -67,12 +78,13 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
         headers,
         request_id=ledger.request_id,
         client_request_id=ledger.client_request_id,
+        native=request,
     )
     if answer.response.status_code >= 400:  # the chat path's error answer (its headers and meta included)
         return answer
     # the Response id carries the request id, so POST /v1/feedback accepts either
     response_id = "resp_" + (ledger.request_id or new_id("r")[2:])
-    response = _respond(answer, translation, chat, store, caller, response_id)
+    response = _respond(answer, translation, chat, store, caller, response_id, request)
     return Answer(response, answer.meta)
 
 
@@ -90,7 +102,9 @@ def _respond(
     store: ResponseStore,
     caller: Caller,
     response_id: str,
+    native: NativeRequest | None,
 ) -> Response:
+    """`native.items`: the provider's built-in tool items (`api: responses`), ahead of the answer's."""
     keep = translation.echo["store"]
 
     async def save(final: dict[str, Any]) -> None:
@@ -100,12 +114,14 @@ def _respond(
     if not chat.stream:
         completion = orjson.loads(answer.response.body)
         final = to_response(completion, translation.echo, response_id=response_id, model=chat.model)
+        if native is not None:
+            final["output"] = [*native.items, *final["output"]]
         return _JSONAfterSave(final, save, headers=_our_headers(answer.response))
     translator = ChunkTranslator(
         translation.echo, response_id=response_id, model=chat.model, created_at=time.time()
     )
     return StreamingResponse(
-        _events(answer, translator, save),
+        _events(answer, translator, save, native),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, **_our_headers(answer.response)},
     )
@@ -160,9 +176,13 @@ async def _chat_sse(answer: Response) -> AsyncGenerator[bytes, None]:
             await close()
 
 
-async def _events(answer: Answer, translator: ChunkTranslator, save: Any) -> AsyncIterator[bytes]:
+async def _events(
+    answer: Answer, translator: ChunkTranslator, save: Any, native: NativeRequest | None
+) -> AsyncIterator[bytes]:
     for event in translator.start():
         yield sse_event(event)
+    # the answer is settled before its first chunk (buffer mode): so are the provider's built-in items
+    given = native is None
     buffer = b""
     done = failed = False
     async with contextlib.aclosing(_chat_sse(answer.response)) as raw:
@@ -183,6 +203,10 @@ async def _events(answer: Answer, translator: ChunkTranslator, save: Any) -> Asy
                     for event in translator.fail(chunk):
                         yield sse_event(event)
                     return
+                if not given:
+                    given = True
+                    for event in translator.given(native.items if native is not None else []):
+                        yield sse_event(event)
                 for event in translator.feed(chunk):
                     yield sse_event(event)
     if not done and not failed:

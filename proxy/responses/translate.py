@@ -2,7 +2,9 @@
 chat completion becomes a Response object. Pure functions, no I/O.
 
 Only what has a faithful chat equivalent is translated; everything else (built-in tools, hosted prompts,
-background runs, reasoning items) is refused with a 400 naming the field, never silently dropped.
+background runs, reasoning items) is refused with a 400 naming the field, never silently dropped; built-in
+tools only pass (left out of the chat body) when the alias has `api: responses` deployments, which get
+the Responses body itself (`native`), their Response judged as the chat completion it translates to.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from ..errors import InvalidRequest
 __all__ = [
     "ChatTranslation",
     "assistant_message",
+    "builtin_items",
     "chat_usage_to_response",
+    "messages_to_items",
     "new_id",
     "output_items",
+    "response_to_completion",
     "to_chat",
     "to_response",
 ]
@@ -62,8 +67,13 @@ class ChatTranslation:
     echo: dict[str, Any]  # request fields the Response object repeats
 
 
-def to_chat(data: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ()) -> ChatTranslation:
-    """Translate a Responses request body; `history` is the stored conversation it continues."""
+def to_chat(
+    data: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (), *, builtin_tools: bool = False
+) -> ChatTranslation:
+    """Translate a Responses request body; `history` is the stored conversation it continues.
+
+    `builtin_tools`: the alias has an `api: responses` deployment, which receives the built-in tools (and
+    a built-in `tool_choice`) as sent; the chat body leaves them out instead of refusing them."""
     for name, why in _REFUSED_FIELDS.items():
         if data.get(name):
             raise InvalidRequest(f"`{name}`: {why}.", param=name)
@@ -104,9 +114,12 @@ def to_chat(data: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ()) 
         body["verbosity"] = text["verbosity"]
     tools = data.get("tools")
     if tools:
-        body["tools"] = _tools(tools)
-    if data.get("tool_choice") is not None:
-        body["tool_choice"] = _tool_choice(data["tool_choice"])
+        body["tools"] = _tools(tools, builtin_tools)
+        if not body["tools"]:
+            del body["tools"]
+    choice = data.get("tool_choice")
+    if choice is not None and not (builtin_tools and _builtin(choice)):
+        body["tool_choice"] = _tool_choice(choice)
 
     echo = {
         "instructions": instructions,
@@ -258,16 +271,22 @@ def _response_format(fmt: Any) -> dict[str, Any]:
     )
 
 
-def _tools(tools: Any) -> list[dict[str, Any]]:
+def _builtin(tool: Any) -> bool:
+    return isinstance(tool, Mapping) and tool.get("type") not in ("function", None)
+
+
+def _tools(tools: Any, builtin_tools: bool = False) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
         raise InvalidRequest("`tools` must be an array.", param="tools")
     out = []
     for i, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, Mapping) else None
+        if builtin_tools and _builtin(tool):
+            continue  # for the `api: responses` deployments only
         if kind != "function":
             raise InvalidRequest(
-                f"`tools[{i}]`: the built-in tool '{kind}' is not served by guardproxy (its deployments are"
-                " reached through chat completions); declare function tools only.",
+                f"`tools[{i}]`: the built-in tool '{kind}' is not served by this model (none of its"
+                " deployments has `api: responses`); declare function tools only.",
                 param=f"tools[{i}].type",
             )
         if not isinstance(tool.get("name"), str):
@@ -413,3 +432,100 @@ def to_response(
     )
     response["output_text"] = text  # the convenience field; the SDKs also derive it themselves
     return response
+
+
+_FINISH_BY_REASON = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def response_to_completion(response: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider's Response object as the chat completion the ladder judges: output_text -> content,
+    refusal -> refusal, function_call items -> tool_calls, usage; built-in tool items are left out."""
+    output = [i for i in response.get("output") or () if isinstance(i, Mapping)]
+    message = assistant_message(output)
+    refusal = "".join(
+        part.get("refusal") or ""
+        for item in output
+        if item.get("type") == "message"
+        for part in item.get("content") or ()
+        if isinstance(part, Mapping) and part.get("type") == "refusal"
+    )
+    if refusal:
+        message["refusal"] = refusal
+    if response.get("status") == "incomplete":
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        finish = _FINISH_BY_REASON.get(str(reason), "length")
+    else:
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+    usage = response.get("usage") or {}
+    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    return {
+        "id": "chatcmpl-" + str(response.get("id") or new_id("resp")),
+        "object": "chat.completion",
+        "created": int(response.get("created_at") or time.time()),
+        "model": str(response.get("model") or ""),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+            "prompt_tokens_details": {
+                "cached_tokens": int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0)
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": int(
+                    (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
+                )
+            },
+        },
+    }
+
+
+def builtin_items(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The provider's own output items (web_search_call, reasoning, ...): what a chat completion cannot
+    carry, handed back to the client as they came."""
+    return [
+        dict(i)
+        for i in response.get("output") or ()
+        if isinstance(i, Mapping) and i.get("type") not in ("message", "function_call")
+    ]
+
+
+def messages_to_items(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (a stored conversation, a re-ask's turns) as Responses input items."""
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": content or ""}
+            )
+            continue
+        if isinstance(content, list):
+            kind = "output_text" if role == "assistant" else "input_text"
+            parts = [
+                {"type": kind, "text": p.get("text", "")} if p.get("type") == "text" else _input_part(p)
+                for p in content
+            ]
+            items.append({"type": "message", "role": role, "content": parts})
+        elif content:
+            items.append({"type": "message", "role": role, "content": content})
+        for call in m.get("tool_calls") or ():
+            function = call.get("function") or {}
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.get("id"),
+                    "name": function.get("name"),
+                    "arguments": function.get("arguments") or "",
+                }
+            )
+    return items
+
+
+def _input_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image_url":
+        image = part.get("image_url") or {}
+        return {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail") or "auto"}
+    if part.get("type") == "file":
+        return {"type": "input_file", **(part.get("file") or {})}
+    return dict(part)

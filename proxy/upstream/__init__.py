@@ -149,6 +149,18 @@ class Upstream:
             watch.close()
             await source.aclose()  # type: ignore[attr-defined]
 
+    async def respond(
+        self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
+    ) -> dict[str, Any]:
+        """One Responses API attempt of an `api: responses` deployment (direct transport only, not
+        streamed), bounded by `timeout` seconds: the provider's Response object."""
+        self._next_index(key)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.direct.respond(dep, body)
+        except TimeoutError:
+            raise UpstreamTimeout("The provider did not answer in time.") from None
+
     async def embed(
         self, dep: Deployment, body: Mapping[str, Any], *, key: str, timeout: float
     ) -> UpstreamResult:

@@ -117,7 +117,8 @@ def failure_for_status(status: int, message: str, headers: Mapping[str, str]) ->
 
 
 class DirectTransport:
-    """POSTs the cleaned request to `{api_base}/chat/completions` without litellm.
+    """POSTs the cleaned request to `{api_base}/chat/completions` (or `/responses`, `/embeddings`) without
+    litellm.
 
     Bodies are read within `max_bytes` (decompressed; see `bounded`), stream lines within MAX_SSE_LINE.
     """
@@ -172,6 +173,14 @@ class DirectTransport:
         url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": False})
         raw = await self._post(dep, url, data, headers)
         return _completion(raw, dep)
+
+    async def respond(self, dep: Deployment, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A Responses API request (an `api: responses` deployment), not streamed: the provider's Response."""
+        url, data, headers = self._request(dep, "/responses", {**body, "stream": False})
+        parsed = _json(await self._post(dep, url, data, headers), dep)
+        if parsed.get("error") or not isinstance(parsed.get("output"), list):
+            raise UpstreamTransient("The provider answered 200 without a valid Response.")
+        return parsed
 
     async def embed(self, dep: Deployment, body: Mapping[str, Any]) -> dict[str, Any]:
         url, data, headers = self._request(dep, "/embeddings", body)
