@@ -71,7 +71,7 @@ compat-deps: $(STAMP) $(COMPAT_STAMP) $(INSTRUCTOR_STAMP) $(NODE_STAMP)
 
 compat: compat-deps
 	GUARDPROXY_PYTHON=$(abspath $(PY)) INSTRUCTOR_PYTHON=$(abspath $(INSTRUCTOR_VENV))/bin/python \
-	  $(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider --confcutdir=tests/compat tests/compat $(PYTEST_ARGS)
+	  $(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider -p no:unraisableexception --confcutdir=tests/compat tests/compat $(PYTEST_ARGS)
 
 bench-deps:
 	@command -v redis-server >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \

@@ -262,7 +262,10 @@ async def passthrough_response(ctx: ChatContext) -> Response:
     """
     view = stream_view(ctx.validators, monitor=ctx.policy.spec.mode == "monitor")
     chain = ctx.new_chain()
-    opened = await _open(ctx, chain, lambda: Relay(StreamGuard(view, ctx.judge), ctx.chat.include_usage))
+    hold_cap = ctx.runtime.settings.limits.stream_hold_chars
+    opened = await _open(
+        ctx, chain, lambda: Relay(StreamGuard(view, ctx.judge, hold_cap=hold_cap), ctx.chat.include_usage)
+    )
     meta = ctx.meta
     meta.deployment, meta.attempts, meta.outcome = (
         opened.step.dep.model,

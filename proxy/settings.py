@@ -78,6 +78,11 @@ class LimitSettings(Frozen):
     # passthrough streams: seconds without a chunk, and seconds for the whole stream
     stream_idle_timeout: float = Field(60.0, gt=0)
     stream_max_seconds: float = Field(600.0, gt=0)
+    # passthrough streams: the longest run that could still be a match held back (characters); a longer
+    # one is never sent (redacted, or the stream ends)
+    stream_hold_chars: int = Field(64 * 1024, ge=1024)
+    # one upstream SSE line (one stream chunk), in bytes; past it: a failed attempt
+    max_sse_line_bytes: int = Field(1024 * 1024, ge=1024)
 
 
 class ApiKey(Frozen):
@@ -192,6 +197,8 @@ class LogSettings(Frozen):
 
 class ResponsesSettings(Frozen):
     ttl: float = Field(2592000, ge=0)  # seconds a stored /v1/responses answer is kept (store: true)
+    # with `cache.backend: none`: MiB of stored responses kept in this process's memory (oldest out first)
+    memory_mb: int = Field(64, ge=1)
 
 
 class Settings(Frozen):
@@ -208,6 +215,9 @@ class Settings(Frozen):
     # what the feedback / review store keeps (proxy.records); a policy's own `record:` overrides it
     record: Literal["all", "failures", "feedback", "none"] = "failures"
     record_ttl: float = Field(604800, gt=0)  # seconds a recorded answer is kept
+    # answers waiting to be written to the record store, per process; past it new ones are dropped
+    # (counted in guardproxy_records_total{result="dropped"})
+    record_queue: int = Field(1000, ge=1)
     policies_dir: Path = Path("policies")
     default_policy: str = "default"
     config_path: Path | None = None

@@ -12,7 +12,7 @@ from validators.text import REDACTED, LengthValidator, RegexValidator
 __all__ = ["GuardStep", "HOLD_CAP", "StreamGuard"]
 
 _TALLY_CHUNK = 256
-HOLD_CAP = 64 * 1024  # the longest run a stream holds back; a longer one is redacted (or ends the stream)
+HOLD_CAP = 64 * 1024  # default `hold_cap`: the longest run a stream holds back (longer: redacted or ends it)
 _RECHECK_FROM = 256  # past this much held text, re-scan only after it grew by an eighth (linear cost)
 _CONTEXT_CAP = 4096  # kept text before the release point when no clean cut is found
 _Found = tuple[SpanValidator, Span]
@@ -67,10 +67,16 @@ class StreamGuard:
     """Runs regex deny, phrases, pii and length on a stream; redact-mode findings are replaced in place.
 
     `on_fail: reject` and no `on_fail` (the ladder cannot run on text already sent) end the stream;
-    `flag` only reports. Require-patterns and minimums are checked by `finish`.
+    `flag` only reports. Require-patterns and minimums are checked by `finish`. `hold_cap` bounds the
+    characters held back: a longer run that could still be a match is never sent.
     """
 
-    def __init__(self, validators: Sequence[Validator], ctx: RequestContext) -> None:
+    def __init__(
+        self, validators: Sequence[Validator], ctx: RequestContext, *, hold_cap: int = HOLD_CAP
+    ) -> None:
+        if hold_cap < 1:
+            raise ValueError("hold_cap must be at least 1")
+        self._hold_cap = hold_cap
         self._finders: list[SpanValidator] = [
             v
             for v in validators
@@ -87,7 +93,7 @@ class StreamGuard:
         self._cap: int | None = None  # length redaction: nothing past this index is ever sent
         self._reported: set[tuple[str, int | str]] = set()
         self._stopped = False
-        self._swallow = False  # dropping the rest of a run that went over HOLD_CAP
+        self._swallow = False  # dropping the rest of a run that went over the hold cap
         self._checked = 0  # held-back size at the last scan that released nothing
         self.violations: list[Violation] = []
 
@@ -193,11 +199,11 @@ class StreamGuard:
         text, base = self._buf, self._base
         sent = self._sent - base
         held = len(text) - sent
-        if not final and _RECHECK_FROM < held <= HOLD_CAP and held < self._checked + self._checked // 8:
+        if not final and _RECHECK_FROM < held <= self._hold_cap and held < self._checked + self._checked // 8:
             return GuardStep("", found, False)  # a long run is still arriving: check it again at +1/8
         spans, extents = self._scan(text)
         limit, holder = (len(text), None) if final else self._limit(text, sent, spans)
-        over = not final and len(text) - limit > HOLD_CAP
+        over = not final and len(text) - limit > self._hold_cap
         redactions: list[Span] = []
         stop = False
         for validator, span in spans:
@@ -225,11 +231,11 @@ class StreamGuard:
         return GuardStep(release, found, False)
 
     def _over_cap(self, holder: Validator | None, size: int, found: list[Violation]) -> bool:
-        """A run longer than HOLD_CAP that could still be a match: report it; True when it ends the stream."""
+        """A run longer than the hold cap that could still match: report it; True when it ends the stream."""
         v = holder or self._finders[0]
         msg = (
             f"the output has a run of {size:,} characters that could still be a match, longer than the "
-            f"{HOLD_CAP:,} a stream may hold back; it was not sent"
+            f"{self._hold_cap:,} a stream may hold back; it was not sent"
             if v.on_fail != "flag"
             else f"the output has a run of {size:,} characters too long to check while streaming"
         )

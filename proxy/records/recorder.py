@@ -40,7 +40,7 @@ __all__ = ["FAILURE_OUTCOMES", "FEEDBACK_ONLY_TTL", "Recorder", "open_recorder",
 
 FAILURE_OUTCOMES = frozenset({"rejected", "flagged", "repaired", "reasked", "fallback"})
 FEEDBACK_ONLY_TTL = 3600.0  # `record: feedback`: how long an unrated answer waits for its feedback
-MAX_PENDING = 1000  # answers waiting to be written; past it new ones are dropped (and counted)
+MAX_PENDING = 1000  # default of `record_queue`: answers waiting to be written; past it new ones are dropped
 BATCH = 64
 MAX_TEXT = 64 * 1024  # characters kept of any one text (message, output)
 _TOMBSTONE = b'{"v": 0, "evicted": "negative feedback"}'  # decode_entry reads it as a miss
@@ -327,7 +327,13 @@ class Recorder:
 def open_recorder(settings: Settings, *, metrics: Metrics | None, secrets: Sequence[str]) -> Recorder:
     """The recorder for this config: SQLite at `<cache.path>/records.sqlite3`, or Redis."""
     store = open_store(settings.cache.backend, path=records_path(settings.cache.path), url=settings.cache.url)
-    return Recorder(store, metrics=metrics, secrets=secrets, owner_secret=_owner_secret(settings))
+    return Recorder(
+        store,
+        metrics=metrics,
+        secrets=secrets,
+        max_pending=settings.record_queue,
+        owner_secret=_owner_secret(settings),
+    )
 
 
 def _owner_secret(settings: Settings) -> bytes | None:

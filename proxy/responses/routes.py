@@ -40,7 +40,8 @@ def _store(state: Any, services: Services) -> ResponseStore:
     if services.cache.name != "none":
         return ResponseStore(services.cache, ttl=ttl)
     if getattr(state, "responses_memory", None) is None:
-        state.responses_memory = MemoryResponses()
+        memory_mb = services.runtime.settings.responses.memory_mb  # read once: the first store made
+        state.responses_memory = MemoryResponses(max_bytes=memory_mb * 2**20)
     return ResponseStore(state.responses_memory, ttl=ttl)
 
 

@@ -53,7 +53,8 @@ def _output_size(chunk: Mapping[str, Any]) -> int:
 class Upstream:
     """Owns both transports, the per-deployment call counters and the price map.
 
-    `limits` (read once, at start-up) bounds what one answer may bring in: `max_upstream_bytes`.
+    `limits` (read once, at start-up) bounds what one answer may bring in: `max_upstream_bytes`
+    and, per SSE line, `max_sse_line_bytes`.
     """
 
     def __init__(
@@ -65,8 +66,9 @@ class Upstream:
         limits: LimitSettings | None = None,
     ) -> None:
         self.limits = limits or LimitSettings()
-        self.direct = direct or DirectTransport(max_bytes=self.limits.max_upstream_bytes)
-        self.litellm = litellm or LitellmTransport(max_bytes=self.limits.max_upstream_bytes)
+        size, line = self.limits.max_upstream_bytes, self.limits.max_sse_line_bytes
+        self.direct = direct or DirectTransport(max_bytes=size, max_line=line)
+        self.litellm = litellm or LitellmTransport(max_bytes=size, max_line=line)
         self._prices = prices
         self._calls: dict[str, int] = {}
 

@@ -15,7 +15,7 @@ from ..errors import UpstreamTransient
 __all__ = ["ACCEPT_ENCODING", "BodyLimit", "Lines", "MAX_SSE_LINE", "too_large"]
 
 ACCEPT_ENCODING = "gzip, deflate"  # the only encodings we can inflate with a bound
-MAX_SSE_LINE = 1 << 20  # one SSE line (one chunk): far above any real chunk, far below the body limit
+MAX_SSE_LINE = 1 << 20  # default of limits.max_sse_line_bytes: far above any real chunk, far below the body
 _PIECE = 64 * 1024  # the most one inflate call may produce
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
 

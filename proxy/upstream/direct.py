@@ -21,7 +21,7 @@ from ..errors import (
 )
 from ..redaction import scrub
 from ..settings import Deployment
-from .bounded import ACCEPT_ENCODING, BodyLimit, Lines, too_large
+from .bounded import ACCEPT_ENCODING, MAX_SSE_LINE, BodyLimit, Lines, too_large
 
 __all__ = [
     "DEFAULT_BASES",
@@ -120,12 +120,16 @@ class DirectTransport:
     """POSTs the cleaned request to `{api_base}/chat/completions` (or `/responses`, `/embeddings`) without
     litellm.
 
-    Bodies are read within `max_bytes` (decompressed; see `bounded`), stream lines within MAX_SSE_LINE.
+    Bodies are read within `max_bytes` (decompressed; see `bounded`), stream lines within `max_line`
+    bytes.
     """
 
-    def __init__(self, *, limit: int = 512, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, *, limit: int = 512, max_bytes: int = DEFAULT_MAX_BYTES, max_line: int = MAX_SSE_LINE
+    ) -> None:
         self._limit = limit
         self.max_bytes = max_bytes
+        self.max_line = max_line
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}  # parsed once per endpoint: yarl's parse is a visible share of a call
 
@@ -213,7 +217,7 @@ class DirectTransport:
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
                     raise UpstreamTransient("The provider answered a stream request without an event stream.")
                 done = finished = False
-                async for payload in _events(resp):
+                async for payload in _events(resp, self.max_line):
                     if payload == b"[DONE]":
                         done = True
                         break
@@ -267,10 +271,10 @@ async def _error_body(resp: aiohttp.ClientResponse) -> bytes:
     return bytes(out)
 
 
-async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payloads of an event stream, decompressed, each line within MAX_SSE_LINE."""
+async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[bytes]:
+    """The `data:` payloads of an event stream, decompressed, each line within `max_line` bytes."""
     body = BodyLimit(None, resp.headers.get("content-encoding"))
-    lines = Lines()
+    lines = Lines(max_line)
     async for raw in resp.content.iter_any():
         for piece in body.feed(raw):
             for line in lines.feed(piece):

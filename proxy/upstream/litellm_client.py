@@ -3,7 +3,7 @@
 litellm reads OpenAI-wire answers through the openai SDK over httpx, which buffers a whole non-stream
 body and inflates gzip without a bound before litellm returns. Handing litellm an SDK client whose
 httpx transport reads through `BodyLimit` stops a body at `max_bytes` (decompressed), and a stream's
-line at MAX_SSE_LINE, while it arrives.
+line at `max_line` bytes, while it arrives.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ class _BoundedStream(httpx.AsyncByteStream):
         async for raw in self._inner:
             for piece in self._body.feed(raw):
                 if self._line_limit is not None:
-                    cut = piece.rfind(b"\n")
-                    run = run + len(piece) if cut < 0 else len(piece) - cut - 1
-                    if run > self._line_limit:
+                    # every line the piece ends counts, not only its trailing part: a whole long line
+                    # may arrive in one piece
+                    lines = piece.split(b"\n")
+                    longest = max([run + len(lines[0]), *(len(line) for line in lines[1:])])
+                    run = longest if len(lines) == 1 else len(lines[-1])
+                    if longest > self._line_limit:
                         raise too_large(self._line_limit, "SSE line was longer than the line limit")
                 yield piece
 
@@ -47,10 +50,17 @@ def _streams(request: httpx.Request) -> bool:
 
 
 class BoundedTransport(httpx.AsyncBaseTransport):
-    """Reads every answer within `max_bytes` decompressed (streams: each line within MAX_SSE_LINE)."""
+    """Reads every answer within `max_bytes` decompressed (streams: each line within `max_line`)."""
 
-    def __init__(self, max_bytes: int, inner: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        max_line: int = MAX_SSE_LINE,
+    ) -> None:
         self._max = max_bytes
+        self._max_line = max_line
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -70,7 +80,7 @@ class BoundedTransport(httpx.AsyncBaseTransport):
         dropped = (b"content-encoding", b"content-length") if body.inflating else ()  # we inflated it
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in dropped]
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        stream = _BoundedStream(response.stream, body, MAX_SSE_LINE if streaming else None)
+        stream = _BoundedStream(response.stream, body, self._max_line if streaming else None)
         return httpx.Response(
             response.status_code, headers=headers, stream=stream, extensions=response.extensions
         )

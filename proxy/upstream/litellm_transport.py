@@ -18,6 +18,7 @@ from ..errors import (
 )
 from ..redaction import scrub
 from ..settings import Deployment
+from .bounded import MAX_SSE_LINE
 from .direct import (
     DEFAULT_BASES,
     DEFAULT_MAX_BYTES,
@@ -155,12 +156,14 @@ def _headers(exc: BaseException) -> Mapping[str, str]:
 class LitellmTransport:
     """Calls `litellm.acompletion` / `aembedding` with litellm's retries off.
 
-    OpenAI-wire deployments get an openai SDK client whose transport reads within `max_bytes`.
+    OpenAI-wire deployments get an openai SDK client whose transport reads within `max_bytes` (stream
+    lines within `max_line`).
     """
 
-    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_line: int = MAX_SSE_LINE) -> None:
         self._lib: ModuleType | None = None
         self.max_bytes = max_bytes
+        self.max_line = max_line
         self._clients: dict[tuple[str, str], Any] = {}  # (base, key) -> AsyncOpenAI
 
     @property
@@ -267,7 +270,8 @@ class LitellmTransport:
 
             from .litellm_client import BoundedTransport
 
-            http = httpx2.AsyncClient(transport=BoundedTransport(self.max_bytes), timeout=dep.timeout)
+            transport = BoundedTransport(self.max_bytes, max_line=self.max_line)
+            http = httpx2.AsyncClient(transport=transport, timeout=dep.timeout)
             client = openai.AsyncOpenAI(base_url=base, api_key=key, http_client=http, max_retries=0)
             self._clients[(base, key)] = client
         return client
