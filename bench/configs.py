@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from bench.payload import LABEL, MASTER_KEY, STREAM_LABEL, mock_options
+from bench.payload import LABEL, MASTER_KEY, NORECORD_LABEL, STREAM_LABEL, mock_options
 
 REPO = Path(__file__).resolve().parent.parent
+NORECORD_POLICY = "bench-default-norecord"
 
 _PASSTHROUGH = {
     "name": "bench-passthrough",
@@ -44,6 +45,10 @@ def policies(work: Path) -> Path:
     buffered = {**_PASSTHROUGH, "name": "bench-buffer", "stream": "buffer"}
     buffered["description"] = "The same deny-list, buffered (benchmark only)."
     _dump(folder / "bench-buffer.yaml", buffered)
+    # the shipped default policy with `record: none` (subject 5n): a policy's `record` overrides config.yaml's
+    default = yaml.safe_load((REPO / "policies" / "default.yaml").read_text())
+    default.update(name=NORECORD_POLICY, record="none")
+    _dump(folder / f"{NORECORD_POLICY}.yaml", default)
     return folder
 
 
@@ -60,20 +65,27 @@ def guardproxy_config(
     cache: str,
     port: int,
     redis_url: str = "",
-    record: str | None = None,
+    norecord_alias: bool = False,
 ) -> Path:
     """A guardproxy config: alias `fixed` (default policy) on the mock, through `transport`, cache `cache`.
 
-    `record` sets the top-level `record:` mode (proxy.records); None leaves guardproxy's default (`failures`).
+    `norecord_alias` adds alias `fixed-norecord`: the same deployment under the default policy with
+    `record: none` (subject 5n), so the recording cost is measured in the same server process as (5).
     """
     models: dict[str, Any] = {
         LABEL: {"policy": "default", "deployments": [_deployment(upstream, LABEL, transport)]}
     }
+    if norecord_alias:
+        models[NORECORD_LABEL] = {
+            "policy": NORECORD_POLICY,
+            "deployments": [_deployment(upstream, LABEL, transport)],
+        }
     cache_block: dict[str, Any] = {"backend": cache}
     if cache == "disk":
         cache_block["path"] = str(work / f"cache-{name}")
     if cache == "redis":
         cache_block["url"] = redis_url
+        cache_block["secret"] = "bench-only-cache-secret-0123456789"  # required with redis (>= 16 characters)
     data = {
         "server": {"host": "127.0.0.1", "port": port},
         "models": models,
@@ -81,8 +93,6 @@ def guardproxy_config(
         "policies_dir": str(policies(work)),
         "default_policy": "default",
     }
-    if record is not None:
-        data["record"] = record
     return _dump(work / f"guardproxy-{name}.yaml", data)
 
 

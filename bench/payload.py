@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 LABEL = "fixed"  # the mock behaviour label, the guardproxy alias and the LiteLLM model_name alike
+NORECORD_LABEL = "fixed-norecord"  # subject 5n's alias: LABEL's deployment, default policy with record: none
 STREAM_LABEL = "streamed"  # the mock label of the time-to-first-byte test: paced chunks
 CHUNK_DELAY_MS = 4  # between the streamed label's chunks: buffering shows as a later first byte
 MASTER_KEY = "sk-bench-master-key"  # LiteLLM's master key; the other subjects ignore it

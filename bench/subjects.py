@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import configs, litellm_env
-from bench.payload import MASTER_KEY, request_body, responses_body
+from bench.payload import LABEL, MASTER_KEY, NORECORD_LABEL, request_body, responses_body
 
 CHAT_PATH = "/v1/chat/completions"
 RESPONSES_PATH = "/v1/responses"
@@ -59,10 +59,13 @@ class Subject:
     upstream: str | None = "mock"  # the process behind it, whose CPU is shown apart
     path: str = CHAT_PATH  # or RESPONSES_PATH: the same request in the Responses API's shape
     workers: int = 1  # server processes answering (CPU figures are summed over all of them)
+    model: str = LABEL  # the alias asked for (chat completions)
 
     def body(self) -> dict[str, Any]:
         """The JSON body the load generator posts."""
-        return responses_body() if self.path == RESPONSES_PATH else request_body(stream=self.stream)
+        if self.path == RESPONSES_PATH:
+            return responses_body()
+        return request_body(stream=self.stream, model=self.model)
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -78,8 +81,15 @@ SUBJECTS = (
     Subject("3L", "bare Starlette app calling litellm.acompletion", "acompletion"),
     Subject("4", "LiteLLM proxy", "litellm"),
     Subject("5", "guardproxy, direct path, json_schema, no cache", "gp_direct", guardproxy=True),
-    # subject 5 with `record: none`: next to 5 (default `record: failures`), the recording cost (issue 18)
-    Subject("5n", "guardproxy, direct path, json_schema, record: none", "gp_norecord", guardproxy=True),
+    # subject 5 on the same server, its alias's policy with `record: none` (5 runs the default
+    # `record: failures`): the recording cost on the request path (issue 18)
+    Subject(
+        "5n",
+        "guardproxy, direct path, json_schema, record: none",
+        "gp_direct",
+        guardproxy=True,
+        model=NORECORD_LABEL,
+    ),
     Subject("5s", "guardproxy, direct path, json_schema, stream", "gp_direct", stream=True, guardproxy=True),
     Subject(
         "5r",
@@ -152,7 +162,7 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     env = subject_env()
     ports = {key: free_port() for key in ("mock", "fixed", "forward", "acompletion", "litellm")}
     ports.update({key: free_port() for key in ("redis", "gp_direct", "gp_litellm", "gp_cache", "gp_redis")})
-    ports.update({key: free_port() for key in ("gp_stream", "gp_direct2", "gp_cache2", "gp_norecord")})
+    ports.update({key: free_port() for key in ("gp_stream", "gp_direct2", "gp_cache2")})
     upstream = f"http://127.0.0.1:{ports['mock']}/v1"
     mock_cmd, standin = mock_argv(python, ports["mock"], configs.mock_config(work))
     app_env = {**env, "BENCH_UPSTREAM": upstream}
@@ -166,7 +176,13 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
 
     gp = {
         "gp_direct": configs.guardproxy_config(
-            work, "direct", upstream, transport="direct", cache="none", port=ports["gp_direct"]
+            work,
+            "direct",
+            upstream,
+            transport="direct",
+            cache="none",
+            port=ports["gp_direct"],
+            norecord_alias=True,
         ),
         "gp_litellm": configs.guardproxy_config(
             work, "litellm", upstream, transport="litellm", cache="none", port=ports["gp_litellm"]
@@ -182,15 +198,6 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
             cache="redis",
             port=ports["gp_redis"],
             redis_url=f"redis://127.0.0.1:{ports['redis']}/0",
-        ),
-        "gp_norecord": configs.guardproxy_config(
-            work,
-            "norecord",
-            upstream,
-            transport="direct",
-            cache="none",
-            port=ports["gp_norecord"],
-            record="none",
         ),
         "gp_stream": configs.stream_config(work, upstream, ports["gp_stream"]),
         "gp_direct2": configs.guardproxy_config(
@@ -236,7 +243,6 @@ def servers(work: Path) -> tuple[dict[str, ServerSpec], bool]:
     ]
     titles = {
         "gp_direct": "guardproxy direct",
-        "gp_norecord": "guardproxy direct, record: none",
         "gp_litellm": "guardproxy litellm",
         "gp_cache": "guardproxy cache",
         "gp_redis": "guardproxy redis cache",
