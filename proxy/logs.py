@@ -111,8 +111,10 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def config_secrets(settings: Settings) -> tuple[str, ...]:
-    """Every provider key in the config, for the scrubbers (logs, audit lines)."""
+    """Every provider key in the config and the cache's HMAC secret, for the scrubbers (logs, audit lines)."""
     keys = {d.api_key for alias in settings.models.values() for d in alias.deployments if d.api_key}
+    if settings.cache.secret:
+        keys.add(settings.cache.secret)
     return tuple(sorted(k for k in keys if len(k) >= 4))
 
 

@@ -182,3 +182,12 @@ def test_canaries_never_leave_the_process(proxy, upstream, tmp_path, caplog, cap
         f"canary sweep: {len(statuses)} requests {sorted(set(statuses.values()))}, {len(server_records)} log "
         f"records, {len(files)} cache/audit files, {len(seen)} blobs searched, 0 hits"
     )
+
+
+def test_the_cache_secret_is_scrubbed_like_a_provider_key() -> None:
+    """`cache.secret` signs every entry: a log line that carried it would let a reader forge entries."""
+    from proxy.logs import config_secrets
+    from proxy.settings import Settings
+
+    settings = Settings.model_validate({"cache": {"backend": "redis", "secret": "canary-cache-secret-0123"}})
+    assert "canary-cache-secret-0123" in config_secrets(settings)
