@@ -20,12 +20,9 @@ from ..errors import InvalidRequest
 __all__ = [
     "ChatTranslation",
     "assistant_message",
-    "builtin_items",
     "chat_usage_to_response",
-    "messages_to_items",
     "new_id",
     "output_items",
-    "response_to_completion",
     "to_chat",
     "to_response",
 ]
@@ -432,100 +429,3 @@ def to_response(
     )
     response["output_text"] = text  # the convenience field; the SDKs also derive it themselves
     return response
-
-
-_FINISH_BY_REASON = {"max_output_tokens": "length", "content_filter": "content_filter"}
-
-
-def response_to_completion(response: Mapping[str, Any]) -> dict[str, Any]:
-    """A provider's Response object as the chat completion the ladder judges: output_text -> content,
-    refusal -> refusal, function_call items -> tool_calls, usage; built-in tool items are left out."""
-    output = [i for i in response.get("output") or () if isinstance(i, Mapping)]
-    message = assistant_message(output)
-    refusal = "".join(
-        part.get("refusal") or ""
-        for item in output
-        if item.get("type") == "message"
-        for part in item.get("content") or ()
-        if isinstance(part, Mapping) and part.get("type") == "refusal"
-    )
-    if refusal:
-        message["refusal"] = refusal
-    if response.get("status") == "incomplete":
-        reason = (response.get("incomplete_details") or {}).get("reason")
-        finish = _FINISH_BY_REASON.get(str(reason), "length")
-    else:
-        finish = "tool_calls" if message.get("tool_calls") else "stop"
-    usage = response.get("usage") or {}
-    prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    return {
-        "id": "chatcmpl-" + str(response.get("id") or new_id("resp")),
-        "object": "chat.completion",
-        "created": int(response.get("created_at") or time.time()),
-        "model": str(response.get("model") or ""),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": int(usage.get("total_tokens") or prompt + completion),
-            "prompt_tokens_details": {
-                "cached_tokens": int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0)
-            },
-            "completion_tokens_details": {
-                "reasoning_tokens": int(
-                    (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-                )
-            },
-        },
-    }
-
-
-def builtin_items(response: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The provider's own output items (web_search_call, reasoning, ...): what a chat completion cannot
-    carry, handed back to the client as they came."""
-    return [
-        dict(i)
-        for i in response.get("output") or ()
-        if isinstance(i, Mapping) and i.get("type") not in ("message", "function_call")
-    ]
-
-
-def messages_to_items(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Chat messages (a stored conversation, a re-ask's turns) as Responses input items."""
-    items: list[dict[str, Any]] = []
-    for m in messages:
-        role, content = m.get("role"), m.get("content")
-        if role == "tool":
-            items.append(
-                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": content or ""}
-            )
-            continue
-        if isinstance(content, list):
-            kind = "output_text" if role == "assistant" else "input_text"
-            parts = [
-                {"type": kind, "text": p.get("text", "")} if p.get("type") == "text" else _input_part(p)
-                for p in content
-            ]
-            items.append({"type": "message", "role": role, "content": parts})
-        elif content:
-            items.append({"type": "message", "role": role, "content": content})
-        for call in m.get("tool_calls") or ():
-            function = call.get("function") or {}
-            items.append(
-                {
-                    "type": "function_call",
-                    "call_id": call.get("id"),
-                    "name": function.get("name"),
-                    "arguments": function.get("arguments") or "",
-                }
-            )
-    return items
-
-
-def _input_part(part: Mapping[str, Any]) -> dict[str, Any]:
-    if part.get("type") == "image_url":
-        image = part.get("image_url") or {}
-        return {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail") or "auto"}
-    if part.get("type") == "file":
-        return {"type": "input_file", **(part.get("file") or {})}
-    return dict(part)
