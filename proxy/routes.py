@@ -47,6 +47,20 @@ def authenticated(scope: Scope, keys: KeyStore, authorization: str | None) -> Ca
     return keys.authenticate(authorization)
 
 
+async def admitted(
+    services: Services, scope: Scope, receive: Receive, ledger: Ledger
+) -> tuple[dict[str, str], Caller, bytes]:
+    """The headers, the caller and the body of an API request, in that order: the key is checked from the
+    headers before the body is awaited (a keyless caller, who holds no in-flight slot, cannot keep a
+    connection busy for `body_timeout`), and the caller's rpm/tpm admit it once the body is complete."""
+    runtime = services.runtime
+    headers = header_map(scope)
+    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
+    raw = await read_body(receive, headers, runtime.settings.server)
+    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    return headers, caller, raw
+
+
 def header_map(scope: Scope) -> dict[str, str]:
     """The request headers by lower-case name (the first of repeated ones, as Starlette's `get`)."""
     headers: dict[str, str] = {}
@@ -127,12 +141,7 @@ class ChatEndpoint(AccountedEndpoint):
 
 async def _chat(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
     runtime = services.runtime
-    headers = header_map(scope)
-    # the key first, from the headers: a keyless caller (who holds no in-flight slot) is refused
-    # before its body is awaited, so it cannot keep a connection busy for `body_timeout`
-    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
-    raw = await read_body(receive, headers, runtime.settings.server)
-    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    headers, caller, raw = await admitted(services, scope, receive, ledger)
     hits = services.hits
     if hits is not None:  # these exact bytes were a hit before: answer from memory (proxy.hits)
         hit = hits.find(runtime, raw, caller, headers)
@@ -168,10 +177,7 @@ async def _chat(services: Services, scope: Scope, receive: Receive, ledger: Ledg
 
 async def _embeddings(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
     runtime = services.runtime
-    headers = header_map(scope)
-    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
-    raw = await read_body(receive, headers, runtime.settings.server)
-    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    headers, caller, raw = await admitted(services, scope, receive, ledger)
     embed = parse_embedding_request(decode_body(raw))
     alias = runtime.settings.models.get(embed.model)
     if alias is None:

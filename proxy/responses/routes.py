@@ -20,7 +20,7 @@ from ..answer import Answer, Ledger
 from ..auth import Caller
 from ..pipeline import handle_chat
 from ..respond import SSE_HEADERS
-from ..routes import AccountedEndpoint, authenticated, header_map, read_body, services_of
+from ..routes import AccountedEndpoint, admitted, services_of
 from ..services import Services
 from ..wire import ChatRequest, decode_body, parse_chat_request
 from .events import ChunkTranslator, sse_event
@@ -48,11 +48,7 @@ def _store(state: Any, services: Services) -> ResponseStore:
 async def _create(services: Services, scope: Scope, receive: Receive, ledger: Ledger) -> Answer:
     """The chat path's answer, translated; its meta (tokens, outcome, status) is the Response's."""
     runtime = services.runtime
-    headers = header_map(scope)
-    # the key first, before the body is awaited (as chat: proxy.routes._chat)
-    caller = ledger.caller = authenticated(scope, runtime.keys, headers.get("authorization"))
-    raw = await read_body(receive, headers, runtime.settings.server)
-    await services.limiter.admit(caller.name, caller.rpm, caller.tpm)
+    headers, caller, raw = await admitted(services, scope, receive, ledger)
     data = decode_body(raw)
     store = _store(scope["app"].state, services)
     history: list[dict[str, Any]] = []
