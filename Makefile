@@ -96,7 +96,8 @@ cluster-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy) >/dev/null; }
 
 cluster: $(STAMP) cluster-deps
-	$(VENV)/bin/pytest -q -s -p no:cacheprovider tests/cluster $(PYTEST_ARGS)
+	@mkdir -p .guardproxy  # the last run's logs stay in .guardproxy/cluster
+	$(VENV)/bin/pytest -q -s -p no:cacheprovider --basetemp=.guardproxy/cluster tests/cluster $(PYTEST_ARGS)
 
 cluster-scale: $(STAMP) cluster-deps
 	$(PY) -m tests.cluster.scale

@@ -265,8 +265,14 @@ class SharedCooldowns(Cooldowns):
     def __init__(
         self, shared: SharedHealth, failures: int, seconds: float, clock: Clock = time.monotonic
     ) -> None:
+        self.shared = shared  # before the base's __init__, which calls `configure`
         super().__init__(failures, seconds, clock)
-        self.shared = shared
+
+    def configure(self, failures: int, seconds: float) -> None:
+        """A reload's `retry` numbers: the fleet's counting uses them from the next tick."""
+        super().configure(failures, seconds)
+        self.shared.limit, self.shared.cooldown = failures, seconds
+        self.shared.probe_timeout = max(seconds, 1.0)
 
     def try_claim(self, key: str) -> bool:
         m = self.shared.touch(key)
@@ -325,8 +331,12 @@ class SharedRetryBudget(RetryBudget):
     def __init__(
         self, shared: SharedHealth, ratio: float, minimum: int, window: float, clock: Clock = time.monotonic
     ) -> None:
-        super().__init__(ratio, minimum, window, clock)
         self.shared = shared
+        super().__init__(ratio, minimum, window, clock)
+
+    def configure(self, ratio: float, minimum: int, window: float) -> None:
+        super().configure(ratio, minimum, window)
+        self.shared.window = max(1, round(window))
 
     def record_first(self) -> None:
         super().record_first()

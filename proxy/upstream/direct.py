@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -50,6 +51,7 @@ DEFAULT_BASES: Mapping[str, str | None] = {
 }
 _ERROR_BODY = 64 * 1024  # of an error answer only the message is used: read no more than this
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
 
 
@@ -130,24 +132,27 @@ class DirectTransport:
         self._limit = limit
         self.max_bytes = max_bytes
         self.max_line = max_line
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # pooled: every call
+        self._fresh: aiohttp.ClientSession | None = None  # a new connection per request: re-sends only
         self._urls: dict[str, URL] = {}  # parsed once per endpoint: yarl's parse is a visible share of a call
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=False,  # inflated by `BodyLimit`, which counts as it inflates
-                cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies must not follow other callers
+            self._session = _session(
+                aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, enable_cleanup_closed=True)
             )
         return self._session
 
+    def _fresh_client(self) -> aiohttp.ClientSession:
+        if self._fresh is None or self._fresh.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, force_close=True)
+            self._fresh = _session(connector)
+        return self._fresh
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
 
     @staticmethod
     def base_url(dep: Deployment) -> str:
@@ -194,9 +199,24 @@ class DirectTransport:
             raise UpstreamTransient("The provider answered an embeddings request with no `data`.")
         return parsed
 
+    async def _send(self, url: URL, data: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """POST, up to the answer's headers. Sent once more when the connection was closed or reset before
+        any byte of the answer came back: a pooled connection whose keep-alive timeout on the provider's
+        side raced our reuse of it (uvicorn and Node close idle connections after 5 s). Such a request was
+        never answered, so it is not an attempt and says nothing about the provider; this is HAProxy's
+        `retry-on empty-response`. The re-send opens a connection of its own: the pool hands out its
+        oldest idle connection first, and the next one is as likely to be closing. A failure of the
+        re-send is the provider's."""
+        try:
+            return await self._client().post(url, data=data, headers=headers)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if not _closed_unanswered(exc):
+                raise
+        return await self._fresh_client().post(url, data=data, headers=headers)
+
     async def _post(self, dep: Deployment, url: URL, data: bytes, headers: dict[str, str]) -> bytearray:
         try:
-            async with self._client().post(url, data=data, headers=headers) as resp:
+            async with await self._send(url, data, headers) as resp:
                 if resp.status != 200:
                     raw = await _error_body(resp)
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
@@ -210,7 +230,7 @@ class DirectTransport:
         url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": True})
         headers["accept"] = "text/event-stream"
         try:
-            async with self._client().post(url, data=data, headers=headers) as resp:
+            async with await self._send(url, data, headers) as resp:
                 if resp.status != 200:
                     raw = await _error_body(resp)
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
@@ -237,6 +257,26 @@ class DirectTransport:
             raise UpstreamTransient(f"The provider's stream broke: {type(exc).__name__}") from None
         except TimeoutError:
             raise UpstreamTimeout("The provider did not answer in time.") from None
+
+
+def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=connector,
+        json_serialize=lambda o: orjson.dumps(o).decode(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=False,  # inflated by `BodyLimit`, which counts as it inflates
+        cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies must not follow other callers
+    )
+
+
+def _closed_unanswered(exc: aiohttp.ClientError) -> bool:
+    """The provider's end closed (or reset) the connection before the answer's headers; not a refused or
+    unresolvable connection (`ClientConnectorError`: nothing was sent, the chain decides)."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return bool(exc.args) and exc.args[0] in _RESET_ERRNOS
 
 
 async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytearray:

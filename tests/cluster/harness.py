@@ -247,6 +247,7 @@ def _auth(key: str) -> dict[str, str]:
 class Result:
     status: str  # "200 ok", "200 cut (error)", "503", "error: ClientConnectionError", "WRONG ..."
     latency: float
+    detail: bytes = b""  # the start of a non-200 answer's body: who refused, and why
 
 
 async def one_request(
@@ -274,7 +275,7 @@ async def one_request(
         return Result(f"error: {type(exc).__name__}", time.perf_counter() - start)
     latency = time.perf_counter() - start
     if status != 200:
-        return Result(str(status), latency)
+        return Result(str(status), latency, raw[:300])
     return Result(_classify(raw, stream, text), latency)
 
 
@@ -343,6 +344,11 @@ async def load(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results
+
+
+def refusals(results: list[Result], status: str | None = None) -> list[bytes]:
+    """The bodies of the first few non-200 answers (of `status` only, when given): for assertion messages."""
+    return [r.detail for r in results if r.detail and status in (None, r.status)][:5]
 
 
 def counts(results: list[Result]) -> dict[str, int]:

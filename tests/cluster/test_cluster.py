@@ -22,6 +22,7 @@ from tests.cluster.harness import (
     load,
     one_request,
     p99,
+    refusals,
 )
 
 TOTAL, CONCURRENCY = 3000, 32
@@ -75,7 +76,7 @@ def test_sigterm_of_a_replica_mid_run_fails_no_request(cluster: Cluster) -> None
     start = time.perf_counter()
     results = asyncio.run(load(cluster.url, TOTAL, CONCURRENCY, on_progress={TOTAL // 4: term}, tag="term "))
     _report("SIGTERM of replica2 at 1/4", results, time.perf_counter() - start)
-    assert counts(results) == {"200 ok": TOTAL}
+    assert counts(results) == {"200 ok": TOTAL}, refusals(results)
     assert victim.proc is not None and victim.proc.wait(20) in (0, -signal.SIGTERM)
     print(f"replica2 exited {time.monotonic() - signalled[0]:.1f} s after SIGTERM")
     cluster.start_replica(2)
@@ -97,7 +98,7 @@ def test_identical_concurrent_requests_make_one_upstream_call(cluster: Cluster) 
     results = asyncio.run(burst())
     calls = cluster.mock_calls("slow") - before
     print(f"\n50 identical concurrent requests over 3 replicas: {counts(results)}, upstream calls {calls}")
-    assert counts(results) == {"200 ok": 50}
+    assert counts(results) == {"200 ok": 50}, refusals(results)
     assert calls == 1
 
 
@@ -117,8 +118,8 @@ def test_rpm_limit_is_shared_by_the_fleet(cluster: Cluster) -> None:
     seconds = time.perf_counter() - start
     served = sum(r.status == "200 ok" for r in results)
     print(f"\nrpm 100 key, 300 requests over 3 replicas in {seconds:.1f} s: {counts(results)}")
-    assert 95 <= served <= 105
-    assert served + sum(r.status == "429" for r in results) == 300
+    assert 95 <= served <= 105, refusals(results, "502")
+    assert served + sum(r.status == "429" for r in results) == 300, refusals(results, "502")
 
 
 def test_failing_deployment_is_cooled_on_every_replica_and_probed_once(cluster: Cluster) -> None:
@@ -202,7 +203,7 @@ def test_policy_edit_is_applied_by_every_replica_within_2_s(cluster: Cluster) ->
     )
     assert set(applied) == {1, 2, 3}
     assert max(applied.values()) <= 2.0
-    assert counts(background) == {"200 ok": len(background)}
+    assert counts(background) == {"200 ok": len(background)}, refusals(background)
 
 
 def test_workdir_logs_have_no_traceback(cluster: Cluster) -> None:
