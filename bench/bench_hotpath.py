@@ -3,8 +3,10 @@
 Run: .venv/bin/python -m bench.bench_hotpath [--profile] [--requests 3000]
 Starts `guardproxy mock-server` for the upstream, builds the app for subject (5) (direct path, default
 policy, json_schema, no cache) and (7) (disk cache hits), and prints the median microseconds per
-request over several rounds. `--profile` adds a cProfile of each (sorted by internal time). This
-isolates our code from uvicorn and the load generator: the figure to watch while optimising.
+request over several rounds. Subject (5r), the same request as `POST /v1/responses` (`store` at its
+default), runs on (5)'s app with its rounds interleaved with (5)'s, and the (5r)/(5) ratio is printed.
+`--profile` adds a cProfile of each (sorted by internal time). This isolates our code from uvicorn and
+the load generator: the figure to watch while optimising.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from typing import Any
 import orjson
 
 from bench.configs import guardproxy_config, mock_config
-from bench.payload import request_body
-from bench.subjects import HEADERS, free_port
+from bench.payload import request_body, responses_body
+from bench.subjects import CHAT_PATH, HEADERS, RESPONSES_PATH, free_port
 from proxy.app import create_app
 
 BENCH = Path(__file__).resolve().parent
 
 
-def _scope(body: bytes) -> dict[str, Any]:
+def _scope(body: bytes, path: str) -> dict[str, Any]:
     headers = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
     headers += [(b"content-length", str(len(body)).encode()), (b"host", b"127.0.0.1")]
     return {
@@ -42,8 +44,8 @@ def _scope(body: bytes) -> dict[str, Any]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "headers": headers,
         "client": ("127.0.0.1", 50000),
@@ -51,9 +53,10 @@ def _scope(body: bytes) -> dict[str, Any]:
     }
 
 
-async def _one(app: Any, body: bytes) -> int:
+async def call(app: Any, body: bytes, path: str) -> tuple[int, bytes]:
+    """One request through the ASGI app, in process: its status and body."""
     sent = False
-    status = 0
+    status, out = 0, []
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
@@ -67,31 +70,54 @@ async def _one(app: Any, body: bytes) -> int:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif message["type"] == "http.response.body":
+            out.append(message.get("body", b""))
 
-    await app(_scope(body), receive, send)
-    return status
+    await app(_scope(body, path), receive, send)
+    return status, b"".join(out)
 
 
-async def _measure(config: Path, requests: int, rounds: int, profile: bool) -> float:
+async def _one(app: Any, body: bytes, path: str) -> int:
+    return (await call(app, body, path))[0]
+
+
+async def _measure(
+    config: Path, paths: dict[str, str], requests: int, rounds: int, profile: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median µs of CPU per request of each subject (name -> path) on one app, their rounds interleaved
+    (A B, B A, ...) so drift falls on all alike; and per round each subject's ratio to the first."""
     app = create_app(config, reload_interval=0, freeze_gc=True)  # as `guardproxy serve` builds it
-    body = orjson.dumps(request_body())
+    bodies = {
+        n: orjson.dumps(responses_body() if p == RESPONSES_PATH else request_body()) for n, p in paths.items()
+    }
+    names = list(paths)
     async with app.starlette.router.lifespan_context(app.starlette):
-        for _ in range(50):  # warm: pools, schema caches, the cache entry
-            assert await _one(app, body) == 200
-        per_request = []
-        profiler = cProfile.Profile() if profile else None
-        for _ in range(rounds):
-            started = time.process_time()
-            if profiler:
-                profiler.enable()
-            for _ in range(requests):
-                await _one(app, body)
-            if profiler:
-                profiler.disable()
-            per_request.append((time.process_time() - started) / requests * 1e6)
-        if profiler:
+        for name in names:
+            for _ in range(50):  # warm: pools, schema caches, the cache entry
+                assert await _one(app, bodies[name], paths[name]) == 200
+        per_request: dict[str, list[float]] = {name: [] for name in names}
+        profilers = {name: cProfile.Profile() for name in names} if profile else {}
+        for round_ in range(rounds):
+            for name in names if round_ % 2 == 0 else reversed(names):
+                profiler = profilers.get(name)
+                started = time.process_time()
+                if profiler:
+                    profiler.enable()
+                for _ in range(requests):
+                    await _one(app, bodies[name], paths[name])
+                if profiler:
+                    profiler.disable()
+                per_request[name].append((time.process_time() - started) / requests * 1e6)
+        for name, profiler in profilers.items():
+            print(f"--- ({name})")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    return statistics.median(per_request)
+    first = per_request[names[0]]
+    medians = {name: statistics.median(cpu) for name, cpu in per_request.items()}
+    ratios = {
+        name: statistics.median(a / b for a, b in zip(cpu, first, strict=True))
+        for name, cpu in per_request.items()
+    }
+    return medians, ratios
 
 
 def main() -> int:
@@ -99,11 +125,22 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--only", choices=["5", "7"])
+    parser.add_argument("--only", choices=["5", "5r", "7"], help="5r: subjects 5 and 5r, interleaved")
     args = parser.parse_args()
     logging.getLogger("guardproxy").addHandler(logging.NullHandler())
     logging.getLogger("guardproxy").propagate = False
     logging.getLogger("guardproxy").setLevel("INFO")
+    titles = {
+        "5": "direct, json_schema, no cache",
+        "5r": "the same, /v1/responses",
+        "7": "disk cache hits",
+    }
+    # one app per group: 5r runs on subject 5's app (as in `make bench`), interleaved with it
+    five = {"5": CHAT_PATH} if args.only == "5" else {"5": CHAT_PATH, "5r": RESPONSES_PATH}
+    groups = {"5": ("none", five), "7": ("disk", {"7": CHAT_PATH})}
+    if args.only:
+        wanted = "7" if args.only == "7" else "5"
+        groups = {wanted: groups[wanted]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = free_port()
@@ -112,18 +149,16 @@ def main() -> int:
         try:
             upstream = f"http://127.0.0.1:{port}/v1"
             _wait(port)
-            subjects = {
-                "5": ("direct, json_schema, no cache", "none"),
-                "7": ("disk cache hits", "disk"),
-            }
-            for name, (title, cache) in subjects.items():
-                if args.only and args.only != name:
-                    continue
+            for group, (cache, paths) in groups.items():
                 config = guardproxy_config(
-                    work, f"hot{name}", upstream, transport="direct", cache=cache, port=free_port()
+                    work, f"hot{group}", upstream, transport="direct", cache=cache, port=free_port()
                 )
-                cpu = asyncio.run(_measure(config, args.requests, args.rounds, args.profile))
-                print(f"({name}) {title}: {cpu:.0f} µs CPU per request (process, incl. the aiohttp client)")
+                cpu, ratio = asyncio.run(_measure(config, paths, args.requests, args.rounds, args.profile))
+                for name in paths:
+                    line = f"({name}) {titles[name]}: {cpu[name]:.0f} µs CPU per request"
+                    print(line + " (process, incl. the aiohttp client)")
+                if "5r" in paths:
+                    print(f"(5r)/(5) CPU per request: {ratio['5r']:.3f} (median of the per-round ratios)")
         finally:
             mock.terminate()
             mock.wait()

@@ -1,5 +1,5 @@
-"""Wiring: the ASGI app (guard, lifecycle, the chat hot path), the Starlette app behind it for every other
-route, its lifespan and the error handlers."""
+"""Wiring: the ASGI app (guard, lifecycle, the chat and Responses hot paths), the Starlette app behind it
+for every other route, its lifespan and the error handlers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -166,15 +166,24 @@ def _client_request_id(scope: Scope) -> str | None:
 
 
 class GuardProxyApp:
-    """The ASGI application: guard -> lifecycle -> the chat endpoint directly (the hot path skips
-    Starlette's router, request objects and exception middleware), or Starlette for every other route."""
+    """The ASGI application: guard -> lifecycle -> the chat and Responses endpoints directly (the hot paths
+    skip Starlette's router, request objects and exception middleware), or Starlette for every other
+    route."""
 
-    def __init__(self, starlette: Starlette, chat: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, starlette: Starlette, direct: Mapping[str, ASGIApp], settings: Settings, metrics: Metrics
+    ) -> None:
         self.starlette = starlette
         self.state = starlette.state  # `services` lives here once the lifespan has started
-        self._chat = chat
+        self._direct = direct  # POST path -> its plain-ASGI endpoint
         server = settings.server
-        lifecycle = RequestLifecycle(self._dispatch, grace=server.shutdown_grace, delay=server.drain_delay)
+        self._server = server  # until the lifespan has loaded the runtime
+        lifecycle = RequestLifecycle(
+            self._dispatch,
+            grace=server.shutdown_grace,
+            delay=server.drain_delay,
+            body_timeout=self._body_timeout,
+        )
         self.state.drain = lifecycle.drain  # /health/ready turns 503 once the drain begins
         self._app = GuardMiddleware(
             lifecycle,
@@ -190,10 +199,15 @@ class GuardProxyApp:
         services: Services | None = getattr(self.state, "services", None)  # None before the lifespan
         return services.runtime.keys if services is not None else None
 
+    def _body_timeout(self) -> float:
+        services: Services | None = getattr(self.state, "services", None)  # reloads may change it
+        return (services.runtime.settings.server if services is not None else self._server).body_timeout
+
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _CHAT_PATHS:
+        endpoint = self._direct.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is not None and scope["method"] == "POST":
             scope["app"] = self.starlette
-            await self._chat(scope, receive, send)
+            await endpoint(scope, receive, send)
         else:
             await self.starlette(scope, receive, send)
 
@@ -300,7 +314,7 @@ def create_app(
             Route("/v1/chat/completions", chat, methods=["POST"]),  # reached only for 405s
             Route("/chat/completions", chat, methods=["POST"]),
             Route("/v1/embeddings", routes.embeddings, methods=["POST"]),
-            Route("/v1/responses", responses.create_response, methods=["POST"]),
+            Route("/v1/responses", responses.create_response, methods=["POST"]),  # reached only for 405s
             Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
             Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
             Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
@@ -326,4 +340,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
-    return GuardProxyApp(app, chat, settings, metrics)
+    direct = {**dict.fromkeys(_CHAT_PATHS, chat), "/v1/responses": responses.create_response}
+    return GuardProxyApp(app, direct, settings, metrics)

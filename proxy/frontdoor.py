@@ -29,6 +29,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_SEEN = 64  # `Host` values remembered as served (a client sends the same one on every request)
+
+
 class HostCheck:
     """The `Host` names `server.allowed_hosts` serves (any port); 421 for the others."""
 
@@ -39,9 +42,14 @@ class HostCheck:
         names = [n.strip().lower() for n in names]
         self.any = "*" in names
         self.names = frozenset(names)
+        self._served: set[bytes] = set()  # raw values already parsed and found served
 
     def check(self, host: bytes | None) -> None:
-        if self.any or (host is not None and _name(host.decode("latin-1")) in self.names):
+        if self.any or host in self._served:
+            return
+        if host is not None and _name(host.decode("latin-1")) in self.names:
+            if len(self._served) < _SEEN:
+                self._served.add(host)
             return
         raise MisdirectedRequest(
             "This Host is not served by guardproxy; add it to server.allowed_hosts to allow it."

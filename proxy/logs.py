@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Any
 
 import orjson
@@ -17,31 +17,62 @@ from .settings import LogSettings, Settings
 __all__ = ["BatchingStreamHandler", "JsonFormatter", "TextFormatter", "config_secrets", "configure_logging"]
 
 
+_NUMBERS = (int, float, bool)
+_MEMO_SIZE, _MEMO_CHARS = 512, 200  # strings remembered scrubbed (a bound on the memo: ~100 KB at most)
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "fields", None)
     return fields if isinstance(fields, dict) else {}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; `extra={"fields": {...}}` adds fields; text is scrubbed."""
+    """One JSON object per line; `extra={"fields": {...}}` adds fields; text is scrubbed.
+
+    Each string is scrubbed on its own before the line is rendered (a value seen recently comes from a
+    small memo: an access line's alias, key, policy and path repeat), except the fields a record lists in
+    `own_fields` (values the proxy made itself, see `proxy.access_log`). A record whose fields hold
+    anything but strings, numbers and None is rendered first and scrubbed whole.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets = tuple(secrets)
+        self._scrubbed: dict[str, str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
             "ts": round(record.created if record.created else time.time(), 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self._scrub(record.getMessage()),
         }
+        whole = False  # a value of another type: scrub the rendered line instead
+        own: Container[str] = getattr(record, "own_fields", ())
         for name, value in _fields(record).items():
-            data.setdefault(name, value)
+            if name in data:
+                continue
+            if value.__class__ is str:
+                if name not in own:
+                    value = self._scrub(value)
+            elif value is not None and value.__class__ not in _NUMBERS:
+                whole = True
+            data[name] = value
         if record.exc_info and record.exc_info[0] is not None:
             data["error"] = record.exc_info[0].__name__
-            data["error_message"] = str(record.exc_info[1])[:500]
-        return scrub(orjson.dumps(data, default=str).decode(), self._secrets)
+            data["error_message"] = self._scrub(str(record.exc_info[1])[:500])
+        line = orjson.dumps(data, default=str).decode()
+        return scrub(line, self._secrets) if whole else line
+
+    def _scrub(self, text: str) -> str:
+        done = self._scrubbed.get(text)
+        if done is None:
+            done = scrub(text, self._secrets)
+            if len(text) <= _MEMO_CHARS:
+                if len(self._scrubbed) >= _MEMO_SIZE:
+                    self._scrubbed.clear()
+                self._scrubbed[text] = done
+        return done
 
 
 class TextFormatter(logging.Formatter):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,10 @@ def estimate_tokens(body: Any, text: str) -> int:
 @dataclass
 class _Opened:
     step: Step
-    stream: AsyncGenerator[dict[str, Any], None]
+    stream: AsyncGenerator[list[dict[str, Any]], None]
     relay: Relay
-    pending: list[dict[str, Any]]
+    pending: list[dict[str, Any]]  # relayed before the commit: the first write
+    rest: list[dict[str, Any]]  # read with the first text but not relayed yet (it goes out after the commit)
     ended: bool
 
 
@@ -73,7 +74,7 @@ class _Ending:
         return sse(body)
 
 
-async def _open(ctx: ChatContext, chain: Chain, make_relay: Any) -> _Opened:
+async def _open(ctx: ChatContext, chain: Chain, make_relay: Callable[[], Relay]) -> _Opened:
     """Retry and fall back until a stream yields something to send; nothing has reached the client yet."""
     upstream, body = ctx.services.upstream, ctx.chat.body
     for step in chain.steps():
@@ -82,18 +83,16 @@ async def _open(ctx: ChatContext, chain: Chain, make_relay: Any) -> _Opened:
             limits = upstream.limits  # the whole stream and each gap; the first byte is due by `timeout`
             idle = min(dep.timeout, limits.stream_idle_timeout)
             stream = upstream.stream(dep, body, key=key, timeout=limits.stream_max_seconds, idle=idle)
-            relay: Relay = make_relay()
-            pending: list[dict[str, Any]] = []
             try:
                 async with asyncio.timeout(timeout):
-                    ended = await _first_content(stream, relay, pending)
+                    relay, pending, rest, ended = await _first_content(stream, make_relay)
             except TimeoutError:
                 await stream.aclose()
                 raise UpstreamTimeout("The provider sent no answer in time.") from None
             except BaseException:
                 await stream.aclose()
                 raise
-            return _Opened(step, stream, relay, pending, ended)
+            return _Opened(step, stream, relay, pending, rest, ended)
 
         opened = await step.call(attempt, settle_later=True)
         if opened is not None:
@@ -102,18 +101,37 @@ async def _open(ctx: ChatContext, chain: Chain, make_relay: Any) -> _Opened:
 
 
 async def _first_content(
-    stream: AsyncIterator[dict[str, Any]], relay: Relay, pending: list[dict[str, Any]]
-) -> bool:
-    """Read until there is text to send (or the guard stopped); True when the stream ended on the way."""
-    while not any("content" in c["choices"][0]["delta"] for c in pending) and not relay.stopped:
-        try:
-            chunk = await stream.__anext__()
-        except StopAsyncIteration:
+    stream: AsyncIterator[list[dict[str, Any]]], make_relay: Callable[[], Relay]
+) -> tuple[Relay, list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """Relay until there is text to send (or the guard stopped): the relay, the chunks to send, those read
+    after the first text, and whether the stream ended on the way. The relay (its stream guard) is built
+    once the request has gone out and the provider's first chunks are back: not on the way there."""
+    batch = await anext(stream, None)
+    if batch is None:
+        raise UpstreamTransient(_CUT)
+    relay = make_relay()
+    pending: list[dict[str, Any]] = []
+    while (rest := _until_text(relay, batch, pending)) is None:
+        batch = await anext(stream, None)
+        if batch is None:
             if relay.finish_reason is None:
-                raise UpstreamTransient(_CUT) from None
-            return True
-        pending.extend(relay.relay(chunk))
-    return False
+                raise UpstreamTransient(_CUT)
+            return relay, pending, [], True
+    return relay, pending, rest, False
+
+
+def _until_text(
+    relay: Relay, batch: list[dict[str, Any]], pending: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """Relay `batch` into `pending` up to its first chunk with text (or the guard's stop): the chunks
+    after that one, or None when there was no text. The commit comes at the first text, however the
+    provider's chunks were grouped into reads."""
+    for i, chunk in enumerate(batch):
+        out = relay.relay(chunk)
+        pending.extend(out)
+        if relay.stopped or any("content" in c["choices"][0]["delta"] for c in out):
+            return batch[i + 1 :]
+    return None
 
 
 class _Passthrough:
@@ -200,13 +218,14 @@ class _Passthrough:
         return verdict
 
     async def _relay_rest(self) -> AsyncGenerator[bytes, None]:
-        if self.opened.pending:  # what was read before the commit goes out in one write
-            yield b"".join(sse(chunk) for chunk in self.opened.pending)
-        if self.opened.ended:
+        first = [*self.opened.pending, *self.relay.relay_all(self.opened.rest)]
+        if first:  # what was read before the commit goes out in one write
+            yield b"".join(sse(chunk) for chunk in first)
+        if self.opened.ended or self.relay.stopped:
             return
-        async for upstream_chunk in self.opened.stream:
-            relayed = self.relay.relay(upstream_chunk)
-            if relayed:
+        async for batch in self.opened.stream:
+            relayed = self.relay.relay_all(batch)
+            if relayed:  # what arrived together goes out in one write
                 yield b"".join(sse(chunk) for chunk in relayed) if len(relayed) > 1 else sse(relayed[0])
             if self.relay.stopped:
                 return

@@ -4,8 +4,10 @@ hands back an `Answer` whose metadata is final once its body has been sent (prox
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
 
 from .answer import Answer
 from .audit import AuditEvents
@@ -26,7 +28,10 @@ from .wire import ChatRequest
 if TYPE_CHECKING:
     from .responses.native import NativeRequest
 
-__all__ = ["CacheMode", "cache_mode", "handle_chat", "resolve_policy"]
+__all__ = ["CacheMode", "Render", "cache_mode", "handle_chat", "resolve_policy"]
+
+# a complete (non-streamed) completion and its meta -> the HTTP answer: chat's JSON, or another route's
+Render = Callable[[Mapping[str, Any], AnswerMeta], Response]
 
 
 def resolve_policy(runtime: Runtime, alias: ModelAlias, override: str | None, caller: Caller) -> Policy:
@@ -52,13 +57,16 @@ async def handle_chat(
     request_id: str = "",
     client_request_id: str | None = None,
     native: NativeRequest | None = None,
+    render: Render = json_response,
 ) -> Answer:
     """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer.
 
-    `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments."""
+    `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments.
+    `render`: how a complete non-streamed answer is sent (/v1/responses renders its Response object
+    straight from the completion, never from chat's JSON)."""
     ctx = _context(services, runtime, caller, chat, headers, (request_id, client_request_id), native)
     try:
-        return await _answer(ctx)
+        return await _answer(ctx, render)
     except ProxyError as exc:
         ctx.fill_attempts()
         return Answer.failed(exc, ctx.meta)
@@ -119,7 +127,7 @@ def _context(
     )  # fmt: skip
 
 
-async def _answer(ctx: ChatContext) -> Answer:
+async def _answer(ctx: ChatContext, render: Render) -> Answer:
     chat, services = ctx.chat, ctx.services
     if ctx.cache.read:
         hit = decode_entry(await services.cache.get(ctx.key))
@@ -127,7 +135,7 @@ async def _answer(ctx: ChatContext) -> Answer:
             services.metrics.cache.labels("hit").inc()
             usage = hit.response.get("usage") or {}
             services.metrics.tokens_saved.labels(chat.model).inc(int(usage.get("total_tokens") or 0))
-            return _replay(ctx, hit)
+            return _replay(ctx, hit, render)
     services.metrics.cache.labels(ctx.cache.label).inc()
     passthrough = ctx.policy.spec.stream == "passthrough" and ctx.native is None  # native: buffer mode
     if chat.stream and passthrough and (chat.body.get("n") or 1) == 1:
@@ -139,7 +147,7 @@ async def _answer(ctx: ChatContext) -> Answer:
         )
         return Answer(response, ctx.meta)
     completion = await _shared(ctx)
-    return Answer(json_response(completion, ctx.meta), ctx.meta)
+    return Answer(render(completion, ctx.meta), ctx.meta)
 
 
 async def _shared(ctx: ChatContext) -> dict[str, Any]:
@@ -202,10 +210,10 @@ async def _lookup(ctx: ChatContext) -> CachedAnswer | None:
     return decode_entry(await ctx.services.cache.get(ctx.key))
 
 
-def _replay(ctx: ChatContext, entry: CachedAnswer) -> Answer:
+def _replay(ctx: ChatContext, entry: CachedAnswer, render: Render) -> Answer:
     meta = ctx.meta
     meta.cache, meta.outcome, meta.deployment = "hit", entry.outcome, entry.deployment
     meta.repairs, meta.attempts, meta.tokens = tuple(entry.repairs), 0, 0
     if ctx.chat.stream:
         return Answer(stream_response(entry.response, meta, include_usage=ctx.chat.include_usage), meta)
-    return Answer(json_response(entry.response, meta), meta)
+    return Answer(render(entry.response, meta), meta)

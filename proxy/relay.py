@@ -100,6 +100,15 @@ class Relay:
                 out.append(self.chunk(new))
         return out
 
+    def relay_all(self, chunks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """`relay` over chunks that arrived together, up to the one that stopped the stream."""
+        out = []
+        for chunk in chunks:
+            out.extend(self.relay(chunk))
+            if self.stopped:
+                break
+        return out
+
     def tail(self) -> list[dict[str, Any]]:
         """The held-back rest of the text, once the upstream stream has ended."""
         text = self._feed(self.guard.finish())

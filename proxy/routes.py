@@ -17,7 +17,6 @@ from .errors import (
     ModelNotFound,
     PermissionDenied,
     ProxyError,
-    RequestTimeout,
     RequestTooLarge,
     internal_error,
 )
@@ -72,28 +71,26 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], server: ServerSettings) -> bytes:
-    """The request body: 413 as soon as it passes the size limit, 408 when it trickles past the timeout."""
+    """The request body: 413 as soon as it passes the size limit. A body still arriving
+    `server.body_timeout` after the request began is cut by `proxy.lifecycle` (one timer for all
+    requests): `receive` raises its 408 `RequestTimeout`."""
     limit = server.max_body_bytes
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
     chunks: list[bytes] = []
     size = 0
-    try:
-        async with asyncio.timeout(server.body_timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunk: bytes = message.get("body", b"")
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
-                if not message.get("more_body", False):
-                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {server.body_timeout:g} s.") from None
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"The request body is larger than the {limit}-byte limit.")
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 Handler = Callable[[Services, Scope, Receive, Ledger], Awaitable[Answer]]

@@ -8,12 +8,13 @@ import json
 import logging
 import os
 import stat
+import threading
 from typing import Any
 
 import httpx
 import pytest
 
-from proxy.access_log import ACCESS_FIELDS, ACCESS_LOGGER
+from proxy.access_log import ACCESS_FIELDS, ACCESS_LOGGER, log_request
 from proxy.audit import AuditLog
 from proxy.logs import BatchingStreamHandler, JsonFormatter, TextFormatter
 from proxy.redaction import scrub
@@ -279,3 +280,67 @@ def test_batching_flushes_at_max_lines_and_outside_an_event_loop():
     logger.info("no loop here")
     assert stream.getvalue().endswith("INFO no loop here\n")
     handler.close()
+
+
+def _access_record(**fields: Any) -> logging.LogRecord:
+    """What `log_request` hands the handlers, captured from a logger of the test's own."""
+    logger = logging.getLogger("guardproxy.test-access")
+    captured: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = captured.append  # type: ignore[method-assign]
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    line = dict.fromkeys(ACCESS_FIELDS) | {"method": "POST", "status": 200, "latency_ms": 1.23456} | fields
+    log_request(logger, **line)
+    (record,) = captured
+    return record
+
+
+def test_access_records_carry_what_make_record_gives() -> None:
+    record = _access_record(request_id="r1")
+    logger = logging.getLogger("guardproxy.test-access")
+    made = logger.makeRecord(logger.name, logging.INFO, record.pathname, 0, "request", (), None)
+    timing = {"created", "msecs", "relativeCreated"}
+    assert {k: v for k, v in vars(record).items() if k not in timing | {"fields", "own_fields"}} == {
+        k: v for k, v in vars(made).items() if k not in timing
+    }
+    assert abs(record.created - made.created) < 60 and 0 <= record.msecs < 1000
+    assert record.fields["latency_ms"] == 1.23 and list(record.fields) == list(ACCESS_FIELDS)
+    assert record.getMessage() == "request"
+
+    other: list[logging.LogRecord] = []
+    thread = threading.Thread(target=lambda: other.append(_access_record()), name="another-thread")
+    thread.start()
+    thread.join()
+    assert other[0].threadName == "another-thread"  # each thread's records name their own thread
+
+
+def test_json_lines_scrub_every_value_the_proxy_did_not_make() -> None:
+    formatter = JsonFormatter(secrets=['cfg"secret-1234'])
+    for _ in range(2):  # the second line's values come from the formatter's memo: scrubbed all the same
+        record = _access_record(
+            request_id="0123abcd",
+            client_request_id="sk-proj-abcdefgh1234",
+            alias='the cfg"secret-1234 alias',  # a quote: the rendered line holds it escaped
+            path="/v1/chat/completions",
+            key="team-a",
+        )
+        line = json.loads(formatter.format(record))
+        assert line["client_request_id"] == "[redacted]" and line["alias"] == "the [redacted] alias"
+        assert line["request_id"] == "0123abcd" and line["key"] == "team-a" and line["status"] == 200
+    nested = _access_record(extra={"upstream": "https://user:pw@internal.example/v1"})
+    assert "internal.example" not in formatter.format(nested)  # not a plain value: the whole line is scrubbed
+
+
+def test_a_clean_access_line_renders_as_before() -> None:
+    """The per-value scrubbing renders exactly what rendering then scrubbing the whole line did."""
+    record = _access_record(request_id="ab12", key="team-a", alias="echo", policy="default", cache="hit")
+    before: dict[str, Any] = {
+        "ts": round(record.created, 3),
+        "level": "info",
+        "logger": record.name,
+        "msg": "request",
+        **record.fields,  # type: ignore[attr-defined]
+    }
+    assert JsonFormatter(["sk-mock"]).format(record) == scrub(json.dumps(before, separators=(",", ":")))

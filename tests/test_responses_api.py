@@ -193,3 +193,36 @@ def test_openapi(proxy: Any, http: httpx.Client) -> None:
     assert "post" in spec["paths"]["/v1/responses"]
     assert {"get", "delete"} <= set(spec["paths"]["/v1/responses/{response_id}"])
     assert "get" in spec["paths"]["/v1/responses/{response_id}/input_items"]
+
+
+def test_create_goes_straight_to_its_endpoint(client: openai.OpenAI, proxy: Any, http: httpx.Client) -> None:
+    """POST /v1/responses skips Starlette (router, Request, exception middleware) as chat does; its other
+    methods and the routes under it still go through Starlette."""
+    starlette = proxy.server.config.app.starlette
+    stack, seen = starlette.middleware_stack, []
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["method"], scope["path"]))
+        await stack(scope, receive, send)
+
+    starlette.middleware_stack = spy
+    created = client.responses.create(model="echo", input="no router")
+    assert client.responses.retrieve(created.id).output_text == "no router"
+    refused = http.get(proxy.url + "/v1/responses", headers={"authorization": "Bearer sk-team-a"})
+    assert refused.status_code == 405
+    assert seen == [("GET", f"/v1/responses/{created.id}"), ("GET", "/v1/responses")]
+
+
+def test_a_cached_answer_is_a_response_of_its_own(client: openai.OpenAI) -> None:
+    """A cache hit renders its completion as a Response like a fresh answer: a new id, the guardproxy
+    headers of a hit, the body's own length, and stored for the next turn."""
+    first = client.responses.with_raw_response.create(model="echo", input="say it twice")
+    second = client.responses.with_raw_response.create(model="echo", input="say it twice")
+    assert first.headers["x-guardproxy-cache"] == "miss" and second.headers["x-guardproxy-cache"] == "hit"
+    assert second.headers["x-guardproxy-attempts"] == "0" and second.headers["x-guardproxy-outcome"] == "pass"
+    assert second.headers["x-guardproxy-cache-key"] == first.headers["x-guardproxy-cache-key"]
+    assert second.headers["content-type"] == "application/json"
+    assert int(second.headers["content-length"]) == len(second.content)
+    one, two = first.parse(), second.parse()
+    assert two.output_text == one.output_text == "say it twice" and two.id != one.id
+    assert client.responses.retrieve(two.id).model_dump() == two.model_dump()

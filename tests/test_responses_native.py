@@ -128,3 +128,14 @@ def test_provider_response_as_completion_keeps_builtin_items() -> None:
     events += translator.finish()
     assert events[0]["item"] == search and translator.final is not None
     assert [i["type"] for i in translator.final["output"]] == ["web_search_call", "message"]
+
+
+def test_instructions_do_not_carry_over_to_the_next_turn(client: openai.OpenAI, upstream: Any) -> None:
+    """The stored conversation is the turn's input and answer, without its `instructions` (as OpenAI)."""
+    first = client.responses.create(model="native", input="first turn", instructions="Be brief.")
+    client.responses.create(
+        model="native", input="second turn", instructions="Be kind.", previous_response_id=first.id
+    )
+    sent = _last(upstream)
+    assert sent["instructions"] == "Be kind." and "Be brief." not in json.dumps(sent["input"])
+    assert [i.get("role") for i in sent["input"]] == ["user", "assistant", "user"]

@@ -1,11 +1,16 @@
 """`MemoryResponses` (where stored responses live with `cache.backend: none`): expiry on an injected
-clock, and eviction of the oldest writes once the values pass `max_bytes`."""
+clock, and eviction of the oldest writes once the values pass `max_bytes`; the stored value's encoding."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from proxy.responses.store import MemoryResponses, ResponseStore, StoredResponse
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.responses.store import MemoryResponses, ResponseStore, StoredResponse, encode
 
 
 class Clock:
@@ -60,3 +65,30 @@ def test_a_stored_response_expires_with_responses_ttl() -> None:
         assert await store.get("resp_1", "k" * 64) is None
 
     asyncio.run(run())
+
+
+scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text()
+json_values = st.recursive(
+    scalars | st.floats(allow_nan=False, allow_infinity=False),  # orjson writes inf as null
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=12,
+)
+objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+
+
+@given(objects, st.lists(objects, max_size=3), st.lists(objects, max_size=3))
+def test_the_response_encoded_once_is_spliced_into_the_stored_copy(
+    response: dict[str, Any], items: list[dict[str, Any]], messages: list[dict[str, Any]]
+) -> None:
+    """The body sent is not encoded again for the store: splicing it in gives the very bytes of
+    encoding the whole, which read back as the stored response."""
+    stored = StoredResponse({**response, "id": "resp_1"}, items, messages)
+    whole = orjson.dumps({"response": stored.response, "input_items": items, "messages": messages})
+    assert encode(stored, orjson.dumps(stored.response)) == encode(stored) == whole
+
+    async def run() -> StoredResponse | None:
+        store = ResponseStore(MemoryResponses(), ttl=30)
+        assert await store.put(stored, "k" * 64, response_json=orjson.dumps(stored.response))
+        return await store.get("resp_1", "k" * 64)
+
+    assert asyncio.run(run()) == stored

@@ -133,6 +133,17 @@ def test_input_items_to_chat_messages(items: list[dict[str, Any]], instructions:
     assert outputs == [(i["call_id"], i["output"]) for i in items if i.get("type") == "function_call_output"]
 
 
+@given(text, st.none() | text)
+def test_a_string_input_is_the_user_message_it_stands_for(value: str, instructions: str | None) -> None:
+    """The string form (translated directly) and its one-message array form give the same chat body,
+    the same input items (listed and stored) and the same messages."""
+    short = to_chat({"model": "m", "input": value, "instructions": instructions})
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
+    long = to_chat({"model": "m", "input": [item], "instructions": instructions})
+    assert short == long and short.input_items == [item]
+    assert short.input_messages == [{"role": "user", "content": value}]
+
+
 def test_text_format_and_tools_translate() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     body = to_chat(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 import orjson
 
@@ -231,6 +231,12 @@ class SpanValidator(Validator, Protocol):
     window: int
 
     def find(self, text: str) -> list[Span]: ...
+
+
+def finds_spans(validator: Validator) -> TypeGuard[SpanValidator]:
+    """`isinstance(validator, SpanValidator)` for a validator, in ~0.2 µs instead of ~18 µs (a runtime
+    protocol check walks every member of `Validator` too); the stream guard asks it per request."""
+    return hasattr(validator, "window") and callable(getattr(validator, "find", None))
 
 
 @dataclass(frozen=True)

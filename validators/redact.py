@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from validators._scan import map_json_text, map_strings
 from validators._spans import apply_spans
-from validators.base import Output, RequestContext, SpanValidator, Validator
+from validators.base import Output, RequestContext, SpanValidator, Validator, finds_spans
 from validators.text import LengthValidator
 
 __all__ = ["redact"]
@@ -43,6 +43,6 @@ def redact(validators: Sequence[Validator], output: Output, ctx: RequestContext)
             if limit is not None and output.text is not None and len(output.text) > limit:
                 output = replace(output, text=output.text[:limit])
                 names.setdefault("length:truncated", None)
-        elif isinstance(validator, SpanValidator):
+        elif finds_spans(validator):
             output = _redact_with(validator, output, names)
     return output, list(names)

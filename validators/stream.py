@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from validators._spans import apply_spans
-from validators.base import RequestContext, Span, SpanValidator, Validator, Violation
+from validators.base import RequestContext, Span, SpanValidator, Validator, Violation, finds_spans
 from validators.text import REDACTED, LengthValidator, RegexValidator
 
 __all__ = ["GuardStep", "HOLD_CAP", "StreamGuard"]
@@ -78,9 +78,7 @@ class StreamGuard:
             raise ValueError("hold_cap must be at least 1")
         self._hold_cap = hold_cap
         self._finders: list[SpanValidator] = [
-            v
-            for v in validators
-            if isinstance(v, SpanValidator) and not (isinstance(v, RegexValidator) and not v.deny)
+            v for v in validators if finds_spans(v) and not (isinstance(v, RegexValidator) and not v.deny)
         ]
         self._lengths = [v for v in validators if isinstance(v, LengthValidator)]
         self._requires = [v for v in validators if isinstance(v, RegexValidator) and v.require]

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope
+from starlette.types import Receive, Scope, Send
 
 from ..answer import Answer, Ledger
-from ..auth import Caller
 from ..pipeline import handle_chat
-from ..respond import SSE_HEADERS
+from ..respond import SSE_HEADERS, AnswerMeta
 from ..routes import AccountedEndpoint, admitted, services_of
 from ..services import Services
-from ..wire import ChatRequest, decode_body, parse_chat_request
+from ..wire import decode_body, parse_chat_request
 from .events import ChunkTranslator, sse_event
 from .native import NativeRequest, has_native
 from .store import MemoryResponses, ResponseStore, StoredResponse, input_item_list
@@ -30,7 +30,7 @@ from .translate import ChatTranslation, assistant_message, new_id, to_chat, to_r
 
 __all__ = ["create_response", "delete_response", "get_response", "list_input_items"]
 
-_OUR_HEADERS = ("x-guardproxy-",)
+_OUR_HEADERS = b"x-guardproxy-"
 _ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 
@@ -67,6 +67,10 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
         if native
         else None
     )
+    # the Response id carries the request id, so POST /v1/feedback accepts either
+    response_id = "resp_" + (ledger.request_id or new_id("r")[2:])
+    keep = store if translation.echo["store"] else None
+    reply = _Reply(translation, chat.model, response_id, keep, caller.key_hash, request)
     answer = await handle_chat(
         services,
         runtime,
@@ -76,65 +80,80 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
         request_id=ledger.request_id,
         client_request_id=ledger.client_request_id,
         native=request,
+        render=reply.json,  # a complete answer becomes the Response object straight from the completion
     )
-    if answer.response.status_code >= 400:  # the chat path's error answer (its headers and meta included)
+    if answer.response.status_code >= 400 or not chat.stream:  # an error as chat made it, or `reply.json`'s
         return answer
-    # the Response id carries the request id, so POST /v1/feedback accepts either
-    response_id = "resp_" + (ledger.request_id or new_id("r")[2:])
-    response = _respond(answer, translation, chat, store, caller, response_id, request)
-    return Answer(response, answer.meta)
+    return Answer(reply.events(answer), answer.meta)
 
 
 create_response = AccountedEndpoint("responses", _create)  # POST /v1/responses, accounted for like chat
 
 
-def _our_headers(answer: Response) -> dict[str, str]:
-    return {k: v for k, v in answer.headers.items() if k.startswith(_OUR_HEADERS)}
+@dataclass(slots=True)
+class _Reply:
+    """One request's answer as a Response object: its id, what it echoes, where it is kept (`store`
+    None: `store: false`) and, for `api: responses`, the provider's built-in tool items ahead of the
+    answer's (`native.items`)."""
+
+    translation: ChatTranslation
+    model: str
+    response_id: str
+    store: ResponseStore | None
+    key_hash: str | None
+    native: NativeRequest | None
+
+    def json(self, completion: Mapping[str, Any], meta: AnswerMeta) -> Response:
+        """The `pipeline.Render` of a complete answer: its Response object, encoded once (the body sent
+        and the stored copy), with the headers chat's JSON would have had."""
+        final = to_response(completion, self.translation.echo, response_id=self.response_id, model=self.model)
+        if self.native is not None:
+            final["output"] = [*self.native.items, *final["output"]]
+        body = orjson.dumps(final)
+        ours = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in meta.headers().items()]
+        return _StoredFirst(body, ours, lambda: self.save(final, body))
+
+    def events(self, answer: Answer) -> Response:
+        """A streamed answer (chat chunks) as the Responses event stream."""
+        translator = ChunkTranslator(
+            self.translation.echo, response_id=self.response_id, model=self.model, created_at=time.time()
+        )
+        ours = {k.decode("latin-1"): v.decode("latin-1") for k, v in _our_headers(answer.response)}
+        return StreamingResponse(
+            _events(answer, translator, self.save, self.native),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **ours},
+        )
+
+    async def save(self, final: dict[str, Any], encoded: bytes | None = None) -> None:
+        if self.store is not None:
+            await self.store.put(_stored(final, self.translation), self.key_hash, response_json=encoded)
 
 
-def _respond(
-    answer: Answer,
-    translation: ChatTranslation,
-    chat: ChatRequest,
-    store: ResponseStore,
-    caller: Caller,
-    response_id: str,
-    native: NativeRequest | None,
-) -> Response:
-    """`native.items`: the provider's built-in tool items (`api: responses`), ahead of the answer's."""
-    keep = translation.echo["store"]
-
-    async def save(final: dict[str, Any]) -> None:
-        if keep:
-            await store.put(_stored(final, translation), caller.key_hash)
-
-    if not chat.stream:
-        completion = orjson.loads(answer.response.body)
-        final = to_response(completion, translation.echo, response_id=response_id, model=chat.model)
-        if native is not None:
-            final["output"] = [*native.items, *final["output"]]
-        return _JSONAfterSave(final, save, headers=_our_headers(answer.response))
-    translator = ChunkTranslator(
-        translation.echo, response_id=response_id, model=chat.model, created_at=time.time()
-    )
-    return StreamingResponse(
-        _events(answer, translator, save, native),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **_our_headers(answer.response)},
-    )
+def _our_headers(answer: Response) -> list[tuple[bytes, bytes]]:
+    """The chat answer's x-guardproxy-* headers, as sent (raw: nothing decoded and encoded again)."""
+    return [(k, v) for k, v in answer.raw_headers if k.startswith(_OUR_HEADERS)]
 
 
-class _JSONAfterSave(Response):
-    """The Response object as JSON, stored (when asked) before it is sent."""
+class _StoredFirst(Response):
+    """The Response object's JSON, stored (when asked) before it is sent: the client may continue it
+    (`previous_response_id`) as soon as it has read it. Headers: the guardproxy ones, already encoded,
+    then the body's own length and type (as Starlette would have added them)."""
 
     media_type = "application/json"
 
-    def __init__(self, final: dict[str, Any], save: Any, headers: Mapping[str, str]) -> None:
-        super().__init__(orjson.dumps(final), headers=headers)
-        self._final, self._save = final, save
+    def __init__(
+        self, body: bytes, ours: list[tuple[bytes, bytes]], save: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._ours, self._save = ours, save
+        super().__init__(body)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._save(self._final)
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        length = (b"content-length", str(len(self.body)).encode())
+        self.raw_headers = [*self._ours, length, (b"content-type", b"application/json")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._save()
         await super().__call__(scope, receive, send)
 
 
@@ -147,15 +166,11 @@ def _stored(final: dict[str, Any], translation: ChatTranslation) -> StoredRespon
         if item["type"] == "message":
             item.setdefault("status", "completed")
         items.append(item)
-    history = [m for m in translation.body["messages"] if not _is_instructions(m, translation)]
+    # the turn's `instructions` (the first chat message) do not carry over to the next response (as OpenAI)
+    skip = 1 if translation.echo["instructions"] is not None else 0
+    history = translation.body["messages"][skip:]
     messages = [*history, assistant_message(final["output"])]
     return StoredResponse(response=final, input_items=items, messages=messages)
-
-
-def _is_instructions(message: Mapping[str, Any], translation: ChatTranslation) -> bool:
-    """The turn's `instructions` do not carry over to the next response (as OpenAI)."""
-    first = translation.body["messages"][0]
-    return message is first and translation.echo["instructions"] is not None
 
 
 async def _chat_sse(answer: Response) -> AsyncGenerator[bytes, None]:

@@ -21,6 +21,7 @@ __all__ = [
     "ResponseNotFound",
     "ResponseStore",
     "StoredResponse",
+    "encode",
 ]
 
 _DELETED = b"null"  # a tombstone: the backends have no delete, and a deleted id stays unknown
@@ -93,10 +94,11 @@ class ResponseStore:
         scope = hashlib.sha256(f"{key_hash or 'anonymous'}\0{response_id}".encode()).hexdigest()
         return f"responses:{scope}"
 
-    async def put(self, stored: StoredResponse, key_hash: str | None) -> bool:
-        value = orjson.dumps(
-            {"response": stored.response, "input_items": stored.input_items, "messages": stored.messages}
-        )
+    async def put(
+        self, stored: StoredResponse, key_hash: str | None, *, response_json: bytes | None = None
+    ) -> bool:
+        """`response_json`: `stored.response` as already encoded (the body sent), not encoded again."""
+        value = encode(stored, response_json)
         return await self._cache.set(self._key(stored.response["id"], key_hash), value, self._ttl)
 
     async def get(self, response_id: str, key_hash: str | None) -> StoredResponse | None:
@@ -133,6 +135,22 @@ class ResponseStore:
     async def delete(self, response_id: str, key_hash: str | None) -> None:
         await self.find(response_id, key_hash)
         await self._cache.set(self._key(response_id, key_hash), _DELETED, _TOMBSTONE_TTL)
+
+
+def encode(stored: StoredResponse, response_json: bytes | None = None) -> bytes:
+    """What `orjson.dumps({"response": ..., "input_items": ..., "messages": ...})` makes of `stored`,
+    with `response_json` (the response's own encoding, when the caller has it) spliced in."""
+    return b"".join(
+        (
+            b'{"response":',
+            orjson.dumps(stored.response) if response_json is None else response_json,
+            b',"input_items":',
+            orjson.dumps(stored.input_items),
+            b',"messages":',
+            orjson.dumps(stored.messages),
+            b"}",
+        )
+    )
 
 
 def input_item_list(items: Sequence[Mapping[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:

@@ -77,8 +77,7 @@ def to_chat(
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("`model` is required and must be a non-empty string.", param="model")
-    items = _input_items(data.get("input"))
-    input_messages = _items_to_messages(items)
+    items, input_messages = _input(data.get("input"))
     messages: list[dict[str, Any]] = []
     instructions = data.get("instructions")
     if instructions is not None:
@@ -136,10 +135,18 @@ def to_chat(
     return ChatTranslation(body=body, input_messages=input_messages, input_items=items, echo=echo)
 
 
-def _input_items(value: Any) -> list[dict[str, Any]]:
-    """`input` as a list of items, each with its `type` (a string is one user message)."""
+def _input(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`input` as Responses items and as chat messages; a string is one user message (the common case,
+    its two forms written directly)."""
     if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
+        return [item], [{"role": "user", "content": value}]
+    items = _input_items(value)
+    return items, _items_to_messages(items)
+
+
+def _input_items(value: Any) -> list[dict[str, Any]]:
+    """An `input` array as a list of items, each with its `type`."""
     if not isinstance(value, list):
         raise InvalidRequest("`input` must be a string or an array of input items.", param="input")
     items = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,15 +117,20 @@ class Upstream:
         key: str,
         timeout: float,
         idle: float | None = None,
-    ) -> AsyncGenerator[dict[str, Any], None]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """One streamed attempt: `timeout` bounds the whole stream, `idle` the wait for each chunk.
 
-        A provider that drips one chunk just inside every gap still ends at `timeout`; the assembled
-        output (text, refusal, tool calls) is bounded by `limits.max_upstream_bytes`.
+        The chunks come in lists, those that arrived together (the direct transport: one network read;
+        litellm: one by one). A provider that drips one chunk just inside every gap still ends at
+        `timeout`; the assembled output (text, refusal, tool calls) is bounded by
+        `limits.max_upstream_bytes`.
         """
         index = self._next_index(key)
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        source = self.direct.stream(dep, body) if uses_direct(dep) else self.litellm.stream(dep, body, index)
+        if uses_direct(dep):
+            source = self.direct.stream(dep, body)
+        else:
+            source = _singly(self.litellm.stream(dep, body, index))
         iterator = source.__aiter__()
         gap = timeout if idle is None else min(idle, timeout)
         watch = IdleWatch(gap, asyncio.get_running_loop().time() + timeout)
@@ -135,7 +140,7 @@ class Upstream:
                 if not watch.begin():
                     raise _stream_timeout(gap, timeout, whole=True)
                 try:
-                    chunk = await iterator.__anext__()
+                    batch = await iterator.__anext__()
                 except StopAsyncIteration:
                     return
                 except asyncio.CancelledError:
@@ -143,10 +148,10 @@ class Upstream:
                         raise _stream_timeout(gap, timeout, whole=watch.whole) from None
                     raise
                 watch.end()
-                size += _output_size(chunk)
+                size += sum(map(_output_size, batch))
                 if size > limit:
                     raise too_large(limit, "streamed answer was larger than limits.max_upstream_bytes")
-                yield chunk
+                yield batch
         finally:
             watch.close()
             await source.aclose()  # type: ignore[attr-defined]
@@ -192,6 +197,15 @@ class Upstream:
     async def close(self) -> None:
         await self.direct.close()
         await self.litellm.close()
+
+
+async def _singly(chunks: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """A stream of chunks as a stream of one-chunk lists (closing it when closed)."""
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _stream_timeout(gap: float, timeout: float, *, whole: bool) -> UpstreamTimeout:

@@ -8,6 +8,10 @@ from typing import Any
 __all__ = ["ChunkAssembler"]
 
 
+def _new_state() -> dict[str, Any]:
+    return {"content": [], "refusal": [], "tools": {}, "finish_reason": None, "role": "assistant"}
+
+
 class ChunkAssembler:
     """Accumulates chunks (content, refusal, tool-call deltas per index) into a completion dict."""
 
@@ -22,10 +26,10 @@ class ChunkAssembler:
         if chunk.get("usage"):
             self.usage = dict(chunk["usage"])
         for choice in chunk.get("choices") or ():
-            state = self._choices.setdefault(
-                choice.get("index", 0),
-                {"content": [], "refusal": [], "tools": {}, "finish_reason": None, "role": "assistant"},
-            )
+            index = choice.get("index", 0)
+            state = self._choices.get(index)
+            if state is None:  # a chunk is dozens of characters: build the state once, not per chunk
+                state = self._choices[index] = _new_state()
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 state["content"].append(delta["content"])

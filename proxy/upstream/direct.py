@@ -226,7 +226,9 @@ class DirectTransport:
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamTransient(f"Connection to the provider failed: {type(exc).__name__}") from None
 
-    async def stream(self, dep: Deployment, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, dep: Deployment, body: Mapping[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The answer's chunks, a list per network read: what arrived together crosses the stream's layers
+        (idle watch, size count, relay) once, not chunk by chunk."""
         url, data, headers = self._request(dep, "/chat/completions", {**body, "stream": True})
         headers["accept"] = "text/event-stream"
         try:
@@ -236,20 +238,16 @@ class DirectTransport:
                     raise failure_for_status(resp.status, _error_message(raw, dep), resp.headers)
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
                     raise UpstreamTransient("The provider answered a stream request without an event stream.")
-                done = finished = False
-                async for payload in _events(resp, self.max_line):
-                    if payload == b"[DONE]":
-                        done = True
+                chunks = _Chunks(dep)
+                async for payloads in _events(resp, self.max_line):
+                    batch = chunks.parse(payloads)
+                    if batch:
+                        yield batch
+                    if chunks.failure is not None:
+                        raise chunks.failure
+                    if chunks.done:
                         break
-                    chunk = _json(payload, dep)
-                    if "error" in chunk:
-                        raise UpstreamTransient(
-                            "The provider sent an error event mid-stream: " + _error_message(payload, dep)
-                        )
-                    if any(c.get("finish_reason") for c in chunk.get("choices") or ()):
-                        finished = True
-                    yield chunk
-                if not done and not finished:
+                if not chunks.done and not chunks.finished:
                     raise UpstreamTransient("The provider's stream ended before the answer was complete.")
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"Could not connect to the provider: {type(exc).__name__}") from None
@@ -311,18 +309,57 @@ async def _error_body(resp: aiohttp.ClientResponse) -> bytes:
     return bytes(out)
 
 
-async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[bytes]:
-    """The `data:` payloads of an event stream, decompressed, each line within `max_line` bytes."""
+async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of an event stream, decompressed, each line within `max_line` bytes: one list
+    per network read (those before a failure in it still come first)."""
     body = BodyLimit(None, resp.headers.get("content-encoding"))
     lines = Lines(max_line)
     async for raw in resp.content.iter_any():
-        for piece in body.feed(raw):
-            for line in lines.feed(piece):
-                if line.startswith(b"data:"):
-                    yield line[5:].strip()
+        payloads: list[bytes] = []
+        try:
+            for piece in body.feed(raw):
+                payloads.extend(line[5:].strip() for line in lines.feed(piece) if line.startswith(b"data:"))
+        except UpstreamTransient:
+            if payloads:
+                yield payloads
+            raise
+        if payloads:
+            yield payloads
     last = lines.rest()
     if last.startswith(b"data:"):
-        yield last[5:].strip()
+        yield [last[5:].strip()]
+
+
+class _Chunks:
+    """Parses one stream's payloads: stops at `[DONE]` (`done`) or at a payload that is not a chunk
+    (`failure`, raised once the chunks before it are out); `finished` once a choice has its finish_reason."""
+
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        self.done = self.finished = False
+        self.failure: UpstreamTransient | None = None
+
+    def parse(self, payloads: list[bytes]) -> list[dict[str, Any]]:
+        out = []
+        for payload in payloads:
+            if payload == b"[DONE]":
+                self.done = True
+                break
+            try:
+                chunk = _json(payload, self.dep)
+            except UpstreamTransient as exc:
+                self.failure = exc
+                break
+            if "error" in chunk:
+                message = _error_message(payload, self.dep)
+                self.failure = UpstreamTransient("The provider sent an error event mid-stream: " + message)
+                break
+            if not self.finished:
+                for choice in chunk.get("choices") or ():
+                    if choice.get("finish_reason"):
+                        self.finished = True
+            out.append(chunk)
+        return out
 
 
 def _json(raw: bytes | bytearray, dep: Deployment) -> dict[str, Any]:

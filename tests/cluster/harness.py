@@ -113,12 +113,16 @@ class Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name in ("redis", "mock", "haproxy", *(f"replica{i}" for i in range(1, self.replicas + 1))):
             self.ports[name] = free_port()
-        self._start_redis()
-        self._start_mock()
-        self._write_config()
-        for i in range(1, self.replicas + 1):
-            self.start_replica(i)
-        self._start_haproxy()
+        try:
+            self._start_redis()
+            self._start_mock()
+            self._write_config()
+            for i in range(1, self.replicas + 1):
+                self.start_replica(i)
+            self._start_haproxy()
+        except BaseException:
+            self.stop()  # a replica that failed to start must not leave redis and the mock running
+            raise
         return self
 
     def _start_redis(self) -> None:

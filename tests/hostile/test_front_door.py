@@ -204,3 +204,16 @@ def test_default_hosts_follow_the_bind_address():
     with pytest.raises(MisdirectedRequest):
         loopback.check(b"anything.example:8080")
     assert HostCheck(ServerSettings(host="::1")).names == {"localhost", "127.0.0.1", "[::1]"}
+
+
+def test_remembered_hosts_are_only_served_ones():
+    check = HostCheck(ServerSettings(host="127.0.0.1"))
+    for _ in range(2):  # the second time from memory
+        check.check(b"localhost:8080")
+        with pytest.raises(MisdirectedRequest):
+            check.check(b"evil.example")
+    for port in range(200):  # served variants fill the memory; a refused one is still refused after
+        check.check(b"127.0.0.1:%d" % port)
+    with pytest.raises(MisdirectedRequest):
+        check.check(b"evil.example:80")
+    check.check(b"[::1]:9")  # a served one past the memory's bound: parsed, still served

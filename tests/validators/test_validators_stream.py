@@ -162,3 +162,23 @@ def test_incremental_token_count_equals_a_full_count(words: list[str], sizes: li
         size = sizes[i % len(sizes)]
         total, pos, i = tally.add(text[pos : pos + size]), pos + size, i + 1
     assert total == count(text)
+
+
+def test_finds_spans_agrees_with_the_protocol_check_for_every_builtin_validator() -> None:
+    """The stream guard's cheap check picks exactly the validators `isinstance(v, SpanValidator)` does."""
+    from validators import SpanValidator
+    from validators.base import finds_spans
+
+    specs = [
+        {"type": "json"},
+        {"type": "json_schema", "schema": {"type": "object"}},
+        {"type": "regex", "deny": ["x+"]},
+        {"type": "regex", "require": ["y"]},
+        {"type": "phrases", "deny": ["no"]},
+        {"type": "pii"},
+        {"type": "length", "max_chars": 10},
+    ]
+    built = [REGISTRY.create(spec) for spec in specs]
+    assert {s["type"] for s in specs} == set(REGISTRY.names()) - {"python", "tool_calls"}  # those need code
+    assert [finds_spans(v) for v in built] == [isinstance(v, SpanValidator) for v in built]
+    assert sum(finds_spans(v) for v in built) == 4  # regex (both), phrases, pii

@@ -1,0 +1,137 @@
+"""Streams travel in batches (the chunks of one network read) without changing what a client sees: the
+direct transport's parsing stops where a chunk-by-chunk reader stopped, and a passthrough stream commits at
+its first text however the provider's chunks were grouped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.errors import UpstreamTransient
+from proxy.passthrough import _first_content
+from proxy.relay import Relay
+from proxy.settings import Deployment
+from proxy.upstream.direct import _Chunks, _events
+from validators import RequestContext, StreamGuard
+
+DEP = Deployment(model="openai/x")
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "x", "choices": [choice]}
+
+
+def payload(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return orjson.dumps(chunk(delta, finish))
+
+
+# --- the direct transport: one list per read, stopping where a chunk-by-chunk reader stopped -------------
+
+
+def test_a_read_parses_to_its_chunks_up_to_done():
+    chunks = _Chunks(DEP)
+    got = chunks.parse([payload({"content": "a"}), payload({}, "stop"), b"[DONE]", payload({"content": "x"})])
+    assert [c["choices"][0]["delta"] for c in got] == [{"content": "a"}, {}]
+    assert chunks.done and chunks.finished and chunks.failure is None
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b'{"error": {"message": "overloaded"}}', "error event mid-stream: overloaded"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not an object"),
+    ],
+)
+def test_chunks_before_a_bad_payload_still_come_first(bad, message):
+    chunks = _Chunks(DEP)
+    got = chunks.parse([payload({"content": "kept"}), bad, payload({"content": "never"})])
+    assert [c["choices"][0]["delta"]["content"] for c in got] == ["kept"]
+    assert isinstance(chunks.failure, UpstreamTransient) and message in str(chunks.failure)
+    assert not chunks.done and not chunks.finished
+
+
+class _Content:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for raw in self.reads:
+            yield raw
+
+
+class _Response:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.headers: dict[str, str] = {}
+        self.content = _Content(reads)
+
+
+async def _collect(reads: list[bytes], max_line: int = 1 << 20) -> list[list[bytes]]:
+    return [batch async for batch in _events(_Response(reads), max_line)]
+
+
+def test_events_come_one_list_per_read_and_a_split_line_joins_the_next_read():
+    reads = [b"data: 1\n\ndata: 2\n\nda", b"ta: 3\n\n: comment\n\n", b"data: 4"]
+    assert asyncio.run(_collect(reads)) == [[b"1", b"2"], [b"3"], [b"4"]]
+
+
+def test_events_before_a_line_over_the_limit_still_come_first():
+    async def scenario() -> list[list[bytes]]:
+        seen: list[list[bytes]] = []
+        with pytest.raises(UpstreamTransient, match="line limit"):
+            async for batch in _events(_Response([b"data: 1\n\ndata: " + b"x" * 64 + b"\n\n"]), 32):
+                seen.append(batch)
+        return seen
+
+    assert asyncio.run(scenario()) == [[b"1"]]
+
+
+# --- passthrough: the commit comes at the first text, the guard is built after the request left ---------
+
+
+def _relay_factory(calls: list[str]) -> Any:
+    def make() -> Relay:
+        calls.append("relay built")
+        return Relay(StreamGuard([], RequestContext()))
+
+    return make
+
+
+async def _batches(
+    batches: list[list[dict[str, Any]]], calls: list[str]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    for batch in batches:
+        calls.append("read")  # the first read is where the request goes out
+        yield batch
+
+
+def test_one_read_with_the_whole_answer_still_commits_at_the_first_text():
+    whole = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}), chunk({"content": "lo"})]
+    whole.append(chunk({}, "stop"))
+    calls: list[str] = []
+    relay, pending, rest, ended = asyncio.run(_first_content(_batches([whole], calls), _relay_factory(calls)))
+    assert [c["choices"][0]["delta"] for c in pending] == [{"role": "assistant"}, {"content": "Hel"}]
+    assert rest == whole[2:] and not ended  # relayed after the commit, through the same guard
+    assert relay.text == "Hel"
+    assert calls == ["read", "relay built"]
+
+
+def test_the_guard_is_built_only_once_the_first_chunks_are_back():
+    calls: list[str] = []
+    batches = [[chunk({"role": "assistant", "content": ""})], [chunk({"content": "Hi"})], [chunk({}, "stop")]]
+    _, pending, rest, ended = asyncio.run(_first_content(_batches(batches, calls), _relay_factory(calls)))
+    assert calls == ["read", "relay built", "read"]  # never before the first read: not on the way out
+    assert [c["choices"][0]["delta"] for c in pending] == [{"role": "assistant"}, {"content": "Hi"}]
+    assert rest == [] and not ended
+
+
+def test_a_stream_that_ends_before_any_byte_is_a_cut():
+    calls: list[str] = []
+    with pytest.raises(UpstreamTransient, match="ended before the answer was complete"):
+        asyncio.run(_first_content(_batches([], calls), _relay_factory(calls)))
+    assert calls == []
