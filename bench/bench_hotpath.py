@@ -5,8 +5,9 @@ Starts `guardproxy mock-server` for the upstream, builds the app for subject (5)
 policy, json_schema, no cache) and (7) (disk cache hits), and prints the median microseconds per
 request over several rounds. Subject (5r), the same request as `POST /v1/responses` (`store` at its
 default), runs on (5)'s app with its rounds interleaved with (5)'s, and the (5r)/(5) ratio is printed.
-`--profile` adds a cProfile of each (sorted by internal time). This isolates our code from uvicorn and
-the load generator: the figure to watch while optimising.
+`--profile` adds a cProfile of each (sorted by internal time; BENCH_SORT=cumulative sorts by
+cumulative time). This isolates our code from uvicorn and the load generator: the figure to watch
+while optimising.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ async def _measure(
                 per_request[name].append((time.process_time() - started) / requests * 1e6)
         for name, profiler in profilers.items():
             print(f"--- ({name})")
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(25)
     first = per_request[names[0]]
     medians = {name: statistics.median(cpu) for name, cpu in per_request.items()}
     ratios = {
