@@ -133,9 +133,8 @@ class SharedHealth:
         namespace: str = "guardproxy:health:",
         clock: Clock = time.monotonic,
     ) -> None:
-        import redis.asyncio as aioredis  # lazily: only replicas sharing state pay for the import
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        # lazily: only replicas sharing state pay for importing redis
+        from .cache.redis_backend import fast_fail_client
 
         self.limit, self.cooldown, self.window = failures, cooldown, max(1, round(window))
         self.probe_timeout = max(cooldown, 1.0)
@@ -151,13 +150,7 @@ class SharedHealth:
         self._down_until = 0.0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._client: Any = aioredis.Redis.from_url(
-            url,
-            socket_timeout=op_timeout,
-            socket_connect_timeout=op_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._client: Any = fast_fail_client(url, op_timeout)
         self._tick_script = self._client.register_script(_TICK)
 
     # -- called on the request path (synchronous, no I/O) --------------------------------------

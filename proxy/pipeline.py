@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from .answer import Answer
+from .answer import Answer, Ledger
 from .audit import AuditEvents
 from .auth import Caller
 from .cache import CachedAnswer, cache_key, decode_entry
@@ -53,18 +53,21 @@ async def handle_chat(
     caller: Caller,
     chat: ChatRequest,
     headers: Mapping[str, str],
+    ledger: Ledger,
     *,
-    request_id: str = "",
-    client_request_id: str | None = None,
     native: NativeRequest | None = None,
     render: Render = json_response,
 ) -> Answer:
     """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer.
 
+    `ledger`: the request's accounting, for its ids (ours and the client's).
+
     `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments.
     `render`: how a complete non-streamed answer is sent (/v1/responses renders its Response object
     straight from the completion, never from chat's JSON)."""
-    ctx = _context(services, runtime, caller, chat, headers, (request_id, client_request_id), native)
+    ctx = _context(
+        services, runtime, caller, chat, headers, (ledger.request_id, ledger.client_request_id), native
+    )
     try:
         return await _answer(ctx, render)
     except ProxyError as exc:

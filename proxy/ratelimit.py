@@ -147,9 +147,8 @@ class RedisRateLimiter:
         clock: Callable[[], float] = time.monotonic,
         on_error: ErrorHook | None = None,
     ) -> None:
-        import redis.asyncio as aioredis  # lazily: only replicas sharing limits pay for the import
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        # lazily: only replicas sharing limits pay for importing redis
+        from .cache.redis_backend import fast_fail_client
 
         self.window = window
         self.local = RateLimiter(window=window, clock=clock)
@@ -161,13 +160,7 @@ class RedisRateLimiter:
         self._on_error = on_error
         self._tpm: dict[str, int] = {}
         self.errors = 0
-        self._client: Any = aioredis.Redis.from_url(
-            url,
-            socket_timeout=op_timeout,
-            socket_connect_timeout=op_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._client: Any = fast_fail_client(url, op_timeout)
         self._admit = self._client.register_script(_ADMIT)
         self._spend = self._client.register_script(_SPEND)
 

@@ -148,15 +148,7 @@ async def _chat(services: Services, scope: Scope, receive: Receive, ledger: Ledg
             return hit.answer
     chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
     ledger.alias = chat.model if chat.model in runtime.settings.models else ""
-    answer = await handle_chat(
-        services,
-        runtime,
-        caller,
-        chat,
-        headers,
-        request_id=ledger.request_id,
-        client_request_id=ledger.client_request_id,
-    )
+    answer = await handle_chat(services, runtime, caller, chat, headers, ledger)
     meta = answer.meta
     if hits is not None and meta is not None and meta.cache == "hit" and answer.error is None:
         hits.learn(

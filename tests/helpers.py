@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["apoll", "ask", "post", "wait_until"]
+__all__ = ["apoll", "ask", "metric_sum", "post", "wait_until"]
 
 POLL_INTERVAL = 0.01
 
@@ -69,3 +69,15 @@ def post(
     if isinstance(body, str | bytes):
         return http.post(url, content=body, headers=sent)
     return http.post(url, json=body, headers=sent)
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` in a /metrics page whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import metric_sum, wait_until
 
 KEYS = [
     {"name": "alice", "key": "sk-mem-alice-001", "rpm": 3},
@@ -34,11 +34,7 @@ def proxy(make_config, start_proxy):
 
 def metric(proxy, name: str, **labels: str) -> float:
     text = httpx.get(proxy.url + "/metrics", headers={"authorization": "Bearer sk-mem-ops-00001"}).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(text, name, **labels)
 
 
 def test_memory_hits_match_the_full_path_and_keep_the_rate_limit(proxy, caplog) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, ConfigFactory
-from tests.servers import free_port
+from tests.servers import free_port, serve_process
 
 DELAY = 1.5  # server.drain_delay
 GRACE = 3.0
@@ -38,31 +36,8 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--config", str(path)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            if httpx.get(url + "/health/live", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "guardproxy serve did not start"
-        time.sleep(0.05)
-    yield proc, url
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    if proc.stderr is not None:
-        proc.stderr.close()
+    with serve_process(path, port) as served:
+        yield served
 
 
 def _ask(url: str, model: str, text: str) -> httpx.Response:

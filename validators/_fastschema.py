@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
 from validators._fastchecks import (
     Check,
@@ -28,6 +27,7 @@ from validators._fastchecks import (
 )
 from validators._formats import CHECKS
 from validators._re2 import searcher
+from validators._refs import resolve_pointer
 from validators.budget import tick
 
 __all__ = ["compile_check"]
@@ -91,15 +91,9 @@ class _Compiler:
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise _Unsupported
         if ref not in self.refs:
-            node = self.root
-            for raw in ref[1:].split("/")[1:] if ref != "#" else []:
-                part = unquote(raw).replace("~1", "/").replace("~0", "~")
-                if isinstance(node, Mapping) and part in node:
-                    node = node[part]
-                elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                    node = node[int(part)]
-                else:
-                    raise _Unsupported
+            found, node = resolve_pointer(self.root, ref)
+            if not found:
+                raise _Unsupported
             self.refs[ref] = lambda v: False  # placeholder while compiling a recursive target
             self.refs[ref] = self.compile(node)
         table = self.refs

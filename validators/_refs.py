@@ -16,7 +16,7 @@ from urllib.parse import unquote, urldefrag, urljoin
 
 from jsonschema_specifications import REGISTRY as _METASCHEMAS
 
-__all__ = ["external_refs", "ref_problem"]
+__all__ = ["external_refs", "ref_problem", "resolve_pointer"]
 
 _KNOWN_DIALECTS = frozenset(uri for base in _METASCHEMAS for uri in (base, base + "#"))
 _DATA = frozenset(("const", "enum", "default", "examples"))  # values here are data, not schemas
@@ -29,7 +29,7 @@ def _where(path: tuple[Any, ...]) -> str:
     return "/" + "/".join(str(p) for p in path)
 
 
-def _resolve(root: Any, ref: str) -> tuple[bool, Any]:
+def resolve_pointer(root: Any, ref: str) -> tuple[bool, Any]:
     """(found, node) for a `#/json/pointer` fragment, read against the root document."""
     node = root
     for raw in ref[2:].split("/") if ref.startswith("#/") else []:
@@ -107,7 +107,7 @@ class _Walk:
             ref, where = self.refs[done]
             done += 1
             if ref in ("", "#") or ref.startswith("#/"):
-                found, target = _resolve(self.root, ref)
+                found, target = resolve_pointer(self.root, ref)
                 if not found:
                     return f"$ref {ref!r} at '{_where(where)}' does not resolve inside the schema"
                 problem = self.schema(target, (ref,))

@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from proxy.cache.backend import ErrorHook, ErrorLog
 from proxy.cache.envelope import Sealer, TamperedEntry
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "fast_fail_client"]
 
 _T = TypeVar("_T")
 _DELETE_IF = (
@@ -39,6 +39,19 @@ _DELETE_IF = (
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def fast_fail_client(url: str, op_timeout: float) -> Any:
+    """A Redis client that fails fast instead of waiting: `op_timeout` per connect and per command, no
+    retries, no health-check pings. Every Redis user here (cache, limits, shared health) degrades to
+    local state on a failure rather than holding the request."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=op_timeout,
+        socket_connect_timeout=op_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
 
 
 class RedisBackend:
@@ -69,13 +82,7 @@ class RedisBackend:
         self._entry = namespace + "e:"
         self._lock = namespace + "l:"
         self._locks: dict[str, bytes] = {}
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=op_timeout,
-            socket_connect_timeout=op_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._client = fast_fail_client(url, op_timeout)
 
     @property
     def errors(self) -> int:

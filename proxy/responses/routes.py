@@ -77,8 +77,7 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
         caller,
         chat,
         headers,
-        request_id=ledger.request_id,
-        client_request_id=ledger.client_request_id,
+        ledger,
         native=request,
         render=reply.json,  # a complete answer becomes the Response object straight from the completion
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import threading
 import time
@@ -20,6 +19,7 @@ from proxy.mock.server import build_server, create_mock_app
 from proxy.resilience import Resilience
 from proxy.services import load_runtime
 from proxy.settings import load_settings
+from tests.helpers import metric_sum
 from tests.servers import ServerThread, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,15 +234,7 @@ class FaultProxy:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-        return total
+        return metric_sum(self.metrics(), name, **labels)
 
     def settled(self, within: float = 5.0) -> bool:
         """True once no request is in flight (the in-flight gauge is back to 0)."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.harness import REPO, MockUpstream, deployment, sse_events, unique, write_config
+from tests.faults.harness import MockUpstream, deployment, sse_events, unique, write_config
 from tests.helpers import wait_until
-from tests.servers import free_port
+from tests.servers import free_port, serve_process
 
 
 def _refused(url: str) -> bool:
@@ -44,31 +42,8 @@ def serving(mock: MockUpstream, tmp_path: Path) -> Iterator[tuple[subprocess.Pop
         server={"port": port, "shutdown_grace": GRACE, "drain_delay": 0},  # the delay: test_health_probes
         policies={"relay-plain": {"stream": "passthrough", "validators": []}},
     )
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--config", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "guardproxy serve did not start"
-        time.sleep(0.1)
-    yield process, url
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
-    if process.stderr is not None:
-        process.stderr.close()
+    with serve_process(config, port) as served:
+        yield served
 
 
 def test_sigterm_drains_then_ends_open_streams(serving: Any, mock: MockUpstream) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from proxy.access_log import ACCESS_LOGGER
+from tests.helpers import metric_sum
 
 ADMIN, USER = "sk-obs-admin-00001", "sk-obs-user-000002"
 KEYS = [{"name": "ops", "key": ADMIN, "admin": True}, {"name": "app", "key": USER}]
@@ -30,17 +31,6 @@ def chat(proxy, model: str, key: str = USER, **headers: str) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"authorization": f"Bearer {key}", "cache-control": "no-store", **headers}
     return httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers, timeout=20)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
-        if match and match.group(1) == name:
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-    return total
 
 
 def test_a_client_request_id_is_kept_but_never_the_correlation_id(proxy, tmp_path, caplog):
@@ -92,9 +82,9 @@ def test_tokens_and_cost_of_a_422_are_counted(make_config, start_proxy):
     spent = sum(int(r.headers["x-guardproxy-total-tokens"]) for r in rejected)
     assert spent > 0 and all(int(r.headers["x-guardproxy-attempts"]) > 1 for r in rejected)  # re-asks too
     text = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {ADMIN}"}).text
-    assert metric(text, "guardproxy_tokens_total", alias="refused", key="app") == spent
+    assert metric_sum(text, "guardproxy_tokens_total", alias="refused", key="app") == spent
     cost = sum(float(r.headers["x-guardproxy-cost"]) for r in rejected)
-    assert metric(text, "guardproxy_cost_usd_total", alias="refused", key="app") == pytest.approx(cost)
+    assert metric_sum(text, "guardproxy_cost_usd_total", alias="refused", key="app") == pytest.approx(cost)
 
 
 def test_metrics_need_an_admin_key_when_keys_are_configured(proxy):

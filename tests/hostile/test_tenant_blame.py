@@ -7,7 +7,6 @@ request succeeds, every B request gets a 4xx, nothing is retried and the deploym
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from proxy.content_parts import PART_TYPES
 from proxy.errors import InvalidRequest
 from proxy.settings import LimitSettings
 from proxy.wire import parse_chat_request
+from tests.helpers import metric_sum
 from tests.hostile.recording_upstream import RecordingUpstream
 
 KEYS = {"tenant-a": "sk-tenant-a-0001", "tenant-b": "sk-tenant-b-0002", "ops": "sk-ops-admin-0003"}
@@ -84,17 +84,6 @@ def _hostile_bodies() -> list[dict[str, Any]]:
     return out
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
-        if match and match.group(1) == name:
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(match.group(3))
-    return total
-
-
 @pytest.mark.parametrize("transport", ["direct", "litellm"])
 def test_hostile_tenant_never_cools_the_shared_deployment(make_config, start_proxy, upstream, transport):
     proxy = start_proxy(_config(make_config, upstream, transport))
@@ -106,7 +95,7 @@ def test_hostile_tenant_never_cools_the_shared_deployment(make_config, start_pro
         with httpx.Client(timeout=30, headers={"authorization": f"Bearer {KEYS['ops']}"}) as http:
             while not stop.is_set():
                 metrics = http.get(proxy.url + "/metrics").text
-                cooled.append(_metric(metrics, "guardproxy_deployment_cooldown"))
+                cooled.append(metric_sum(metrics, "guardproxy_deployment_cooldown"))
                 stop.wait(0.05)
 
     def send(tenant: str, body: dict[str, Any]) -> httpx.Response:
@@ -142,9 +131,9 @@ def test_hostile_tenant_never_cools_the_shared_deployment(make_config, start_pro
     resent = 10 if transport == "litellm" else 0
     assert upstream.calls_with("hostile") == 50 + resent
     metrics = httpx.get(proxy.url + "/metrics", headers={"authorization": f"Bearer {KEYS['ops']}"}).text
-    assert _metric(metrics, "guardproxy_retries_total") == 0
-    assert _metric(metrics, "guardproxy_upstream_calls_total", result="upstream_rejected") == 50
-    assert cooled and max(cooled) == 0 and _metric(metrics, "guardproxy_deployment_cooldown") == 0
+    assert metric_sum(metrics, "guardproxy_retries_total") == 0
+    assert metric_sum(metrics, "guardproxy_upstream_calls_total", result="upstream_rejected") == 50
+    assert cooled and max(cooled) == 0 and metric_sum(metrics, "guardproxy_deployment_cooldown") == 0
     snapshot = httpx.get(proxy.url + "/ui/api/snapshot", headers={"authorization": f"Bearer {KEYS['ops']}"})
     rows = snapshot.json()["deployments"]
     assert all(row["errors"] == 0 for row in rows.values()), rows  # refusals are not the deployment's errors
