@@ -97,7 +97,7 @@ async def _measure(
             for _ in range(50):  # warm: pools, schema caches, the cache entry
                 assert await _one(app, bodies[name], paths[name]) == 200
         per_request: dict[str, list[float]] = {name: [] for name in names}
-        profilers = {name: cProfile.Profile() for name in names} if profile else {}
+        profilers = {name: cProfile.Profile(time.process_time) for name in names} if profile else {}
         for round_ in range(rounds):
             for name in names if round_ % 2 == 0 else reversed(names):
                 profiler = profilers.get(name)
@@ -111,6 +111,8 @@ async def _measure(
                 per_request[name].append((time.process_time() - started) / requests * 1e6)
         for name, profiler in profilers.items():
             print(f"--- ({name})")
+            if os.environ.get("BENCH_PROFILE_OUT"):
+                profiler.dump_stats(f"{os.environ['BENCH_PROFILE_OUT']}-{name}.prof")
             pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(25)
     first = per_request[names[0]]
     medians = {name: statistics.median(cpu) for name, cpu in per_request.items()}

@@ -190,10 +190,40 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             lambda v: v <= 1.1,
         ),
     ]
+    bounds = _bounds(results)
     return [
-        {"target": name, "value": v, "goal": goal, "met": None if v is None else bool(ok(v))}
+        {
+            "target": name,
+            "value": v,
+            "goal": goal,
+            "met": None if v is None else bool(ok(v)),
+            "bound": bounds.get(name),
+        }
         for name, v, goal, ok in rows
     ]
+
+
+def _bounds(results: Mapping[str, Any]) -> dict[str, str]:
+    """What this machine allows for the targets a reference bounds, as text for the targets table.
+
+    Two workers: req/s cannot pass `cpus / (ours + the upstream's + wrk's CPU per request)` (their own
+    run's figures), so the ratio cannot pass that over one worker's req/s. Added p50: the bare
+    forwarder's own, which guardproxy's includes."""
+    s, cpus = results["summary"], results.get("meta", {}).get("cpus")
+    out: dict[str, str] = {}
+    for two, one, what in (("5w2", "5", "misses"), ("7w2", "7", "hits")):
+        row, base = s.get(two, {}).get("8", {}), s.get(one, {}).get("8", {}).get("rps")
+        ours, rps = row.get("cpu_ms_per_req"), row.get("rps")
+        if cpus and base and ours and rps:
+            per_request = (
+                ours + (row.get("upstream_cpu_ms_per_req") or 0.0) + row.get("wrk_cores", 0.0) * 1000 / rps
+            )
+            ceiling = min(2.0, cpus * 1000 / per_request / base)
+            out[f"({two})/({one}) req/s — 2 workers / 1, {what}"] = f"<= {ceiling:.2f} (cores)"
+    forwarder = results.get("added_p50_ms_c1", {}).get("3")
+    if forwarder is not None:
+        out["(5) added p50 at c1, ms"] = f">= {forwarder:.2f} (forwarder's)"
+    return out
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
@@ -295,10 +325,12 @@ def render(results: Mapping[str, Any]) -> str:
             _num(t["value"], "{:.3g}"),
             t.get("goal", ""),
             {True: "met", False: "MISSED", None: "not measured"}[t["met"]],
+            t.get("bound") or "",
         ]
         for t in results["targets"]
     ]
-    out.append(table(["target (issue 20; c8 unless said)", "value", "target", ""], rows))
+    headers = ["target (issue 20; c8 unless said)", "value", "target", "", "this machine allows"]
+    out.append(table(headers, rows))
     rows = [
         [
             f"({key})",

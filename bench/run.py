@@ -7,7 +7,9 @@ BENCH_ROUNDS / BENCH_SECONDS override the plan. docs/performance.md describes th
 from __future__ import annotations
 
 import compileall
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results" / "latest.json"
 SCRATCH = REPO / ".bench" / "run"
+LOCK = REPO / ".bench" / "run.lock"  # one run at a time per checkout: it owns SCRATCH
 
 
 @dataclass(frozen=True)
@@ -194,16 +198,34 @@ def finish(results: dict[str, Any]) -> None:
     print(f"\nwritten: {RESULTS.relative_to(REPO)}   logs: {SCRATCH.relative_to(REPO)}/logs")
 
 
+@contextlib.contextmanager
+def _sole_run() -> Iterator[bool]:
+    """Hold `.bench/run.lock` for the run: True when no other run holds it (the scratch folder is ours)."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        yield alone  # the lock goes with the file's closing
+
+
 def main() -> int:
     """Entry point of `make bench`."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     plan = Plan.from_env(dict(os.environ))
     began = time.perf_counter()
-    try:
-        results = bench(plan)
-    except Exception:  # report what broke the harness itself; subjects' failures never get here
-        traceback.print_exc()
-        return 2
+    with _sole_run() as alone:
+        if not alone:
+            print(f"another `make bench` is running in this checkout (it holds {os.path.relpath(LOCK)}):")
+            print("two benchmarks on the same cores measure each other; run this one when it has ended")
+            return 2
+        try:
+            results = bench(plan)
+        except Exception:  # report what broke the harness itself; subjects' failures never get here
+            traceback.print_exc()
+            return 2
     results["meta"]["wall_s"] = round(time.perf_counter() - began, 1)
     finish(results)
     print(f"wall time {results['meta']['wall_s']:.0f} s")

@@ -46,7 +46,7 @@ __all__ = ["GuardProxyApp", "create_app"]
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 # POST routes whose body is JSON: 415 for any other declared type (a cross-site form post is one)
 _JSON_PATHS = _CHAT_PATHS | {"/v1/embeddings", "/v1/responses", "/v1/feedback"}
-_FRONT_HEADERS = frozenset({b"host", b"content-type", b"authorization"})
+_FRONT_HEADERS = frozenset({b"host", b"content-type", b"authorization", b"x-request-id"})
 
 log = logging.getLogger("guardproxy")
 
@@ -89,7 +89,8 @@ class GuardMiddleware:
         # `x-request-id` as clients expect, while `x-guardproxy-request-id` always carries ours
         request_id = os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
         state = scope.setdefault("state", {})
-        client_id = _client_request_id(scope)
+        size, headers = _front_headers(scope)
+        client_id = _client_request_id(headers.get(b"x-request-id"))
         state["request_id"], state["client_request_id"] = request_id, client_id
         ids = [
             (b"x-request-id", (client_id or request_id).encode()),
@@ -101,12 +102,11 @@ class GuardMiddleware:
                 message["headers"] = [*message.get("headers", []), *ids]
             await send(message)
 
-        if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+        if size > self.max_header_bytes:
             await error_response(HeadersTooLarge("The request headers are too large."))(
                 scope, receive, send_with_id
             )
             return
-        headers = _front_headers(scope)
         try:
             self.hosts.check(headers.get(b"host"))
             if scope["method"] == "POST" and scope["path"] in _JSON_PATHS:
@@ -147,22 +147,24 @@ class GuardMiddleware:
         return True
 
 
-def _front_headers(scope: Scope) -> dict[bytes, bytes]:
-    """The first `host`, `content-type` and `authorization` headers (the ones checked before routing)."""
+def _front_headers(scope: Scope) -> tuple[int, dict[bytes, bytes]]:
+    """The headers' total size, and the first of each header checked before routing (`_FRONT_HEADERS`):
+    one walk over them."""
     found: dict[bytes, bytes] = {}
+    size = 0
     for name, value in scope["headers"]:
+        size += len(name) + len(value)
         if name in _FRONT_HEADERS and name not in found:
             found[name] = value
-    return found
+    return size, found
 
 
-def _client_request_id(scope: Scope) -> str | None:
+def _client_request_id(value: bytes | None) -> str | None:
     """The client's own `x-request-id`, when it is a short printable string (logged, never trusted)."""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return str(text) if 0 < len(text) <= 128 and text.isprintable() else None
-    return None
+    if value is None:
+        return None
+    text = value.decode("latin-1")
+    return text if 0 < len(text) <= 128 and text.isprintable() else None
 
 
 class GuardProxyApp:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import hmac
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import AuthenticationFailed, PermissionDenied
@@ -27,7 +29,7 @@ class Caller:
     tpm: int | None = None
 
     def may_use(self, alias: str) -> bool:
-        return any(fnmatch.fnmatchcase(alias, pattern) for pattern in self.models)
+        return _matcher(self.models)(alias)
 
     def check_alias(self, alias: str) -> None:
         if not self.may_use(alias):
@@ -36,6 +38,15 @@ class Caller:
     def check_override(self) -> None:
         if not self.allow_policy_override:
             raise PermissionDenied("This API key may not choose the policy (x-guardproxy-policy).")
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """One compiled test for a key's alias globs (fnmatchcase's rules), made once per distinct list."""
+    if "*" in patterns:
+        return lambda alias: True
+    regex = re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)")
+    return lambda alias: regex.match(alias) is not None
 
 
 ANONYMOUS = Caller(name="anonymous", key_hash=None)

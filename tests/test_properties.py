@@ -3,6 +3,7 @@ order, and whatever deterministic repair returns passes every validator."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import random
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from proxy.auth import Caller
 from proxy.cache import cache_key
 from proxy.errors import InvalidRequest
 from proxy.settings import LimitSettings
@@ -172,3 +174,14 @@ def test_repaired_output_always_validates(spec: Any, defect: str, data: st.DataO
         return  # refusing to repair is always allowed
     assert check(VALIDATORS, result.output, ctx) == []
     assert result.changes or check(VALIDATORS, output, ctx) == []
+
+
+_GLOB = st.text(alphabet="ab-*?[]!.", max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(patterns=st.lists(_GLOB, max_size=3), alias=st.text(alphabet="ab-.*?[]", max_size=6))
+def test_a_keys_model_globs_match_as_fnmatch_does(patterns: list[str], alias: str) -> None:
+    """`Caller.may_use` compiles a key's globs once; it must agree with fnmatch on every alias."""
+    caller = Caller(name="k", key_hash=None, models=tuple(patterns))
+    assert caller.may_use(alias) == any(fnmatch.fnmatchcase(alias, p) for p in patterns)

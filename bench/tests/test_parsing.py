@@ -195,3 +195,27 @@ def test_validator_figures_render_as_shares_timings_and_ids() -> None:
     text = report.render_validators(entry)
     assert "99.5%" in text and "52 us" in text and "a/b" in text and "577" in text and "none" in text
     assert "absent" in report.render_validators({"status": "absent"})
+
+
+def test_the_two_worker_ceiling_counts_the_upstream_and_wrk_on_the_same_cores() -> None:
+    """1,000 req/s at 1 ms of our CPU + 0.25 upstream + 0.25 wrk: 2 cores allow 1,333 req/s, i.e. 1.33x."""
+    results = {
+        "meta": {"cpus": 2},
+        "summary": {
+            "5": {"8": {"rps": 1000.0, "cpu_ms_per_req": 1.0}},
+            "5w2": {
+                "8": {
+                    "rps": 1300.0,
+                    "cpu_ms_per_req": 1.0,
+                    "upstream_cpu_ms_per_req": 0.25,
+                    "wrk_cores": 0.325,
+                }
+            },
+            "3": {"8": {"rps": 2000.0}},
+        },
+        "ratios": {"(5w2)/(5)": {"8": 1.3}},
+        "added_p50_ms_c1": {"3": 0.4, "5": 0.7},
+        "servers": {},
+    }
+    bounds = {t["target"].split(" ")[0]: t["bound"] for t in report.targets(results) if t["bound"]}
+    assert bounds == {"(5w2)/(5)": "<= 1.33 (cores)", "(5)": ">= 0.40 (forwarder's)"}

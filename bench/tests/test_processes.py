@@ -118,3 +118,19 @@ def test_tcp_readiness_sees_a_listener_and_no_listener() -> None:
         listener.listen()
         assert procs.tcp_ok(f"tcp://127.0.0.1:{listener.getsockname()[1]}")
     assert not procs.tcp_ok(f"tcp://127.0.0.1:{free_port()}")
+
+
+def test_a_second_bench_run_in_the_same_checkout_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs would share the scratch folder (and the cores): the second stops before starting anything."""
+    from bench import run
+
+    monkeypatch.setattr(run, "LOCK", tmp_path / "run.lock")
+    monkeypatch.setattr(run, "bench", lambda plan: pytest.fail("the second run started its subjects"))
+    with run._sole_run() as first:
+        assert first
+        assert run.main() == 2
+    assert "another `make bench` is running" in capsys.readouterr().out
+    with run._sole_run() as again:  # released when the first run ends
+        assert again
