@@ -133,9 +133,8 @@ async def _streamed(
     """A buffered stream: the upstream is asked to stream, the chunks are assembled into one answer."""
     assembler = ChunkAssembler()
     upstream = ctx.services.upstream
-    async for batch in upstream.stream(dep, body, key=key, timeout=timeout):
-        for chunk in batch:
-            assembler.add(chunk)
+    async for _ in upstream.stream(dep, body, key=key, timeout=timeout, into=assembler):
+        pass  # the stream fills the assembler, read by read
     if not assembler.finished:
         raise UpstreamTransient("The provider's stream ended before the answer was complete.")
     return upstream.result(dep, assembler.completion())

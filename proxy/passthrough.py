@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,6 +24,7 @@ from .outcome import Outcome, rejection
 from .relay import Relay, settle, stream_view
 from .respond import SSE_HEADERS, EventStream
 from .settings import Deployment
+from .upstream import ChunkAssembler
 from .wire import SSE_DONE, sse
 
 if TYPE_CHECKING:
@@ -74,7 +76,7 @@ class _Ending:
         return sse(body)
 
 
-async def _open(ctx: ChatContext, chain: Chain, make_relay: Callable[[], Relay]) -> _Opened:
+async def _open(ctx: ChatContext, chain: Chain, make_relay: Callable[[ChunkAssembler], Relay]) -> _Opened:
     """Retry and fall back until a stream yields something to send; nothing has reached the client yet."""
     upstream, body = ctx.services.upstream, ctx.chat.body
     for step in chain.steps():
@@ -82,10 +84,13 @@ async def _open(ctx: ChatContext, chain: Chain, make_relay: Callable[[], Relay])
         async def attempt(dep: Deployment, key: str, timeout: float, step: Step = step) -> _Opened:
             limits = upstream.limits  # the whole stream and each gap; the first byte is due by `timeout`
             idle = min(dep.timeout, limits.stream_idle_timeout)
-            stream = upstream.stream(dep, body, key=key, timeout=limits.stream_max_seconds, idle=idle)
+            assembler = ChunkAssembler()  # filled by the stream, read by the relay's verdict
+            stream = upstream.stream(
+                dep, body, key=key, timeout=limits.stream_max_seconds, into=assembler, idle=idle
+            )
             try:
                 async with asyncio.timeout(timeout):
-                    relay, pending, rest, ended = await _first_content(stream, make_relay)
+                    relay, pending, rest, ended = await _first_content(stream, partial(make_relay, assembler))
             except TimeoutError:
                 await stream.aclose()
                 raise UpstreamTimeout("The provider sent no answer in time.") from None
@@ -283,7 +288,11 @@ async def passthrough_response(ctx: ChatContext) -> Response:
     chain = ctx.new_chain()
     hold_cap = ctx.runtime.settings.limits.stream_hold_chars
     opened = await _open(
-        ctx, chain, lambda: Relay(StreamGuard(view, ctx.judge, hold_cap=hold_cap), ctx.chat.include_usage)
+        ctx,
+        chain,
+        lambda assembler: Relay(
+            StreamGuard(view, ctx.judge, hold_cap=hold_cap), ctx.chat.include_usage, assembler
+        ),
     )
     meta = ctx.meta
     meta.deployment, meta.attempts, meta.outcome = (

@@ -26,6 +26,8 @@ from .upstream import ChunkAssembler
 
 __all__ = ["Relay", "Settled", "settle", "stream_view"]
 
+_TEXT = frozenset({"content"})  # a delta with nothing but text (or nothing at all)
+
 
 def stream_view(validators: Sequence[Validator], *, monitor: bool) -> list[Validator]:
     """The validators as a stream applies them: in monitor mode nothing blocks, findings are flagged."""
@@ -42,7 +44,8 @@ def stream_view(validators: Sequence[Validator], *, monitor: bool) -> list[Valid
 
 @dataclass
 class Relay:
-    """Turns upstream chunks into client chunks through the stream guard."""
+    """Turns upstream chunks into client chunks through the stream guard; the upstream stream fills
+    `assembler` (`proxy.upstream.Upstream.stream`)."""
 
     guard: StreamGuard
     include_usage: bool = False
@@ -78,7 +81,6 @@ class Relay:
 
     def relay(self, chunk: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The client chunks to send now for one upstream chunk (tool calls and finish are held)."""
-        self.assembler.add(chunk)
         if not self.template:
             self.template = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
             self.template["object"] = "chat.completion.chunk"
@@ -101,13 +103,41 @@ class Relay:
         return out
 
     def relay_all(self, chunks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """`relay` over chunks that arrived together, up to the one that stopped the stream."""
-        out = []
+        """`relay` over chunks that arrived together, up to the one that stopped the stream. Their text
+        goes through the guard in one piece and out as one chunk: one scan and one event per network
+        read, not per chunk. A chunk whose delta has more than text (a role, a refusal, tool calls) goes
+        through `relay`, after the text before it."""
+        out: list[dict[str, Any]] = []
+        texts: list[str] = []
         for chunk in chunks:
-            out.extend(self.relay(chunk))
-            if self.stopped:
-                break
+            choices: Sequence[Any] = chunk.get("choices") or ()
+            choice = choices[0] if len(choices) == 1 else {}
+            delta = choice.get("delta") or {}
+            if not choice or not self.template or not delta.keys() <= _TEXT:
+                if not self._release(texts, out):
+                    return out
+                out.extend(self.relay(chunk))
+                if self.stopped:
+                    return out
+                continue
+            if delta.get("content"):
+                texts.append(delta["content"])
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        self._release(texts, out)
         return out
+
+    def _release(self, texts: list[str], out: list[dict[str, Any]]) -> bool:
+        """Feed the text gathered so far to the guard, add what it releases to `out`; False if it stopped."""
+        if not texts:
+            return True
+        text = self._feed(self.guard.feed("".join(texts)))
+        texts.clear()
+        if self.stopped:
+            return False
+        if text:
+            out.append(self.chunk({"content": text}))
+        return True
 
     def tail(self) -> list[dict[str, Any]]:
         """The held-back rest of the text, once the upstream stream has ended."""

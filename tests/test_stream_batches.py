@@ -16,7 +16,8 @@ from proxy.passthrough import _first_content
 from proxy.relay import Relay
 from proxy.settings import Deployment
 from proxy.upstream.direct import _Chunks, _events
-from validators import RequestContext, StreamGuard
+from validators import GuardStep, RequestContext, StreamGuard
+from validators.text import RegexValidator
 
 DEP = Deployment(model="openai/x")
 
@@ -37,7 +38,7 @@ def test_a_read_parses_to_its_chunks_up_to_done():
     chunks = _Chunks(DEP)
     got = chunks.parse([payload({"content": "a"}), payload({}, "stop"), b"[DONE]", payload({"content": "x"})])
     assert [c["choices"][0]["delta"] for c in got] == [{"content": "a"}, {}]
-    assert chunks.done and chunks.finished and chunks.failure is None
+    assert chunks.done and chunks.failure is None
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ def test_chunks_before_a_bad_payload_still_come_first(bad, message):
     got = chunks.parse([payload({"content": "kept"}), bad, payload({"content": "never"})])
     assert [c["choices"][0]["delta"]["content"] for c in got] == ["kept"]
     assert isinstance(chunks.failure, UpstreamTransient) and message in str(chunks.failure)
-    assert not chunks.done and not chunks.finished
+    assert not chunks.done
 
 
 class _Content:
@@ -78,6 +79,11 @@ async def _collect(reads: list[bytes], max_line: int = 1 << 20) -> list[list[byt
 def test_events_come_one_list_per_read_and_a_split_line_joins_the_next_read():
     reads = [b"data: 1\n\ndata: 2\n\nda", b"ta: 3\n\n: comment\n\n", b"data: 4"]
     assert asyncio.run(_collect(reads)) == [[b"1", b"2"], [b"3"], [b"4"]]
+
+
+def test_crlf_events_split_between_reads():
+    reads = [b"data: 1\r\n\r\ndata: 2\r", b"\n\r\ndata: 3\r\n", b"\r\ndata: 4\r\n\r\n"]
+    assert asyncio.run(_collect(reads)) == [[b"1"], [b"2", b"3"], [b"4"]]
 
 
 def test_events_before_a_line_over_the_limit_still_come_first():
@@ -135,3 +141,41 @@ def test_a_stream_that_ends_before_any_byte_is_a_cut():
     with pytest.raises(UpstreamTransient, match="ended before the answer was complete"):
         asyncio.run(_first_content(_batches([], calls), _relay_factory(calls)))
     assert calls == []
+
+
+# --- passthrough after the commit: one guard scan and one event per read -------------------------------
+
+
+class _CountingGuard(StreamGuard):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fed: list[str] = []
+
+    def feed(self, delta: str) -> GuardStep:
+        self.fed.append(delta)
+        return super().feed(delta)
+
+
+def test_the_text_of_one_read_is_scanned_once_and_sent_as_one_chunk_in_order():
+    guard = _CountingGuard([], RequestContext())
+    relay = Relay(guard)
+    relay.relay(chunk({"role": "assistant", "content": ""}))
+    read = [chunk({"content": "Hel"}), chunk({"content": "lo"}), chunk({"refusal": "no"})]
+    read += [chunk({"content": " there"}), chunk({"content": "!"}), chunk({}, "stop")]
+    out = relay.relay_all(read)
+    assert [c["choices"][0]["delta"] for c in out] == [
+        {"content": "Hello"},
+        {"refusal": "no"},
+        {"content": " there!"},
+    ]
+    assert guard.fed == ["Hello", " there!"]  # not one scan per chunk
+    assert relay.text == "Hello there!" and relay.finish_reason == "stop"
+
+
+def test_a_violation_in_a_read_releases_none_of_its_text():
+    relay = Relay(StreamGuard([RegexValidator(["secret"], [], "reject")], RequestContext()))
+    relay.relay(chunk({"role": "assistant", "content": ""}))
+    out = relay.relay_all(
+        [chunk({"content": "the sec"}), chunk({"content": "ret is out"}), chunk({}, "stop")]
+    )
+    assert out == [] and relay.stopped and relay.text == ""

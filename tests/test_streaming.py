@@ -57,6 +57,13 @@ MOCKS: dict[str, dict[str, Any]] = {
     "prose": {"behaviour": "static", "content": PROSE * 3, "stream_chunk_chars": 7},
     "leak": {"behaviour": "static", "content": LEAK_TEXT, "stream_chunk_chars": 3},
     "mail": {"behaviour": "static", "content": MAIL_TEXT, "stream_chunk_chars": 3},
+    # the same answer paced: each chunk in a network read of its own (a stream relays one event per read)
+    "mail-paced": {
+        "behaviour": "static",
+        "content": MAIL_TEXT,
+        "stream_chunk_chars": 12,
+        "chunk_delay_ms": 2,
+    },
     "echo": {"behaviour": "echo", "stream_chunk_chars": 6},
     "mail-short": {"behaviour": "static", "content": f"{EMAIL} is the address.", "stream_chunk_chars": 3},
     "tool-ok": {"behaviour": "static", "tool_calls": [call('{"city": "Paris", "days": 2}')]},
@@ -84,6 +91,7 @@ ALIASES: dict[str, tuple[str, dict[str, str]]] = {
     "leak": ("leak", {"passthrough": "pt-phrase"}),
     "leak-redact": ("leak", {"passthrough": "pt-phrase-redact"}),
     "mail": ("mail", {"buffer": "buf-pii", "passthrough": "pt-pii"}),
+    "mail-paced": ("mail-paced", {"passthrough": "pt-pii"}),
     "mail-reject": ("mail", {"passthrough": "pt-pii-reject"}),
     "mail-short-reject": ("mail-short", {"passthrough": "pt-pii-reject"}),
     "tool-ok": ("tool-ok", {"buffer": "buf-tools", "passthrough": "pt-tools"}),
@@ -316,8 +324,11 @@ def test_pii_redacted_across_chunk_boundaries(proxy, mode, transport):
     )
     assert sdk_text(chunks) == expected
     if mode == "passthrough":
-        assert len([p for p in payloads if isinstance(p, dict) and p.get("choices")]) > 10  # really streamed
         assert chunks[-1].model_extra["guardproxy"]["outcome"] == "redacted"
+        _, paced = raw_stream(proxy, alias("mail-paced", mode, transport))
+        payloads = events(paced)
+        assert EMAIL.encode() not in paced and text_of(payloads) == expected
+        assert len([p for p in payloads if isinstance(p, dict) and p.get("choices")]) > 10  # really streamed
     else:
         assert response.headers["x-guardproxy-outcome"] == "redacted"
 

@@ -12,8 +12,7 @@ one place a shared closure can find the caller's meter (`asyncio.to_thread` copi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 
 __all__ = ["Budget", "BudgetSlice", "ValidationBudgetExceeded", "tick"]
@@ -78,18 +77,30 @@ class Budget:
         """True once the whole budget is spent."""
         return self.remaining <= 0
 
-    @contextmanager
-    def running(self, slice_seconds: float | None = None) -> Iterator[None]:
+    def running(self, slice_seconds: float | None = None) -> _Running:
         """Run the block against the budget (or a shorter slice of it, which raises BudgetSlice)."""
         if self.exhausted:
             raise ValidationBudgetExceeded(self.limit_ms)
         sliced = slice_seconds is not None and slice_seconds < self.remaining
         allowed = slice_seconds if sliced and slice_seconds is not None else self.remaining
-        error = BudgetSlice if sliced else ValidationBudgetExceeded
-        start = self._clock()
-        token = _ACTIVE.set(_Meter(start + allowed, self._clock, error, self.limit_ms))
-        try:
-            yield
-        finally:
-            _ACTIVE.reset(token)
-            self.remaining -= self._clock() - start
+        return _Running(self, allowed, BudgetSlice if sliced else ValidationBudgetExceeded)
+
+
+class _Running:
+    """One `Budget.running()` block: its meter is the running one inside, its time is spent at the end
+    (a class, not a generator context manager: it is entered once or twice per request)."""
+
+    __slots__ = ("_allowed", "_budget", "_error", "_start", "_token")
+
+    def __init__(self, budget: Budget, allowed: float, error: type[ValidationBudgetExceeded]) -> None:
+        self._budget, self._allowed, self._error = budget, allowed, error
+
+    def __enter__(self) -> None:
+        budget = self._budget
+        self._start = start = budget._clock()
+        meter = _Meter(start + self._allowed, budget._clock, self._error, budget.limit_ms)
+        self._token = _ACTIVE.set(meter)
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self._token)
+        self._budget.remaining -= self._budget._clock() - self._start

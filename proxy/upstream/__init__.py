@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UpstreamTimeout
+from ..errors import UpstreamTimeout, UpstreamTransient
 from ..settings import Deployment, LimitSettings
 from .assemble import ChunkAssembler
 from .bounded import too_large
@@ -18,6 +18,8 @@ from .litellm_transport import LitellmTransport
 from .pricing import Prices, load_price_map
 
 __all__ = ["ChunkAssembler", "Upstream", "UpstreamResult", "uses_direct"]
+
+_CUT = "The provider's stream ended before the answer was complete."
 
 
 def uses_direct(dep: Deployment) -> bool:
@@ -36,18 +38,6 @@ class UpstreamResult:
     completion: dict[str, Any]
     tokens: int
     cost: float | None
-
-
-def _output_size(chunk: Mapping[str, Any]) -> int:
-    """The characters one chunk adds to the assembled answer (text, refusal, tool names and arguments)."""
-    size = 0
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
-        size += len(delta.get("content") or "") + len(delta.get("refusal") or "")
-        for call in delta.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            size += len(fn.get("arguments") or "") + len(fn.get("name") or "")
-    return size
 
 
 class Upstream:
@@ -116,14 +106,17 @@ class Upstream:
         *,
         key: str,
         timeout: float,
+        into: ChunkAssembler,
         idle: float | None = None,
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """One streamed attempt: `timeout` bounds the whole stream, `idle` the wait for each chunk.
 
         The chunks come in lists, those that arrived together (the direct transport: one network read;
-        litellm: one by one). A provider that drips one chunk just inside every gap still ends at
-        `timeout`; the assembled output (text, refusal, tool calls) is bounded by
-        `limits.max_upstream_bytes`.
+        litellm: one by one), each list added to `into` before it is yielded: the one pass over the
+        chunks that assembles the answer also bounds it (text, refusal, tool calls) by
+        `limits.max_upstream_bytes`, and a stream that ends before every choice has its finish_reason
+        is cut (UpstreamTransient). A provider that drips one chunk just inside every gap still ends at
+        `timeout`.
         """
         index = self._next_index(key)
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
@@ -134,7 +127,7 @@ class Upstream:
         iterator = source.__aiter__()
         gap = timeout if idle is None else min(idle, timeout)
         watch = IdleWatch(gap, asyncio.get_running_loop().time() + timeout)
-        limit, size = self.limits.max_upstream_bytes, 0
+        limit = self.limits.max_upstream_bytes
         try:
             while True:
                 if not watch.begin():
@@ -142,14 +135,16 @@ class Upstream:
                 try:
                     batch = await iterator.__anext__()
                 except StopAsyncIteration:
+                    if not into.finished:
+                        raise UpstreamTransient(_CUT) from None
                     return
                 except asyncio.CancelledError:
                     if watch.timed_out():
                         raise _stream_timeout(gap, timeout, whole=watch.whole) from None
                     raise
                 watch.end()
-                size += sum(map(_output_size, batch))
-                if size > limit:
+                into.add_all(batch)
+                if into.size > limit:
                     raise too_large(limit, "streamed answer was larger than limits.max_upstream_bytes")
                 yield batch
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["ChunkAssembler"]
@@ -13,11 +13,15 @@ def _new_state() -> dict[str, Any]:
 
 
 class ChunkAssembler:
-    """Accumulates chunks (content, refusal, tool-call deltas per index) into a completion dict."""
+    """Accumulates chunks (content, refusal, tool-call deltas per index) into a completion dict.
+
+    `size` counts the characters the chunks added to the answer: text, refusal, tool names and arguments.
+    """
 
     def __init__(self) -> None:
         self.meta: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
+        self.size = 0
         self._choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: Mapping[str, Any]) -> None:
@@ -31,23 +35,34 @@ class ChunkAssembler:
             if state is None:  # a chunk is dozens of characters: build the state once, not per chunk
                 state = self._choices[index] = _new_state()
             delta = choice.get("delta") or {}
-            if delta.get("content"):
-                state["content"].append(delta["content"])
-            if delta.get("refusal"):
-                state["refusal"].append(delta["refusal"])
-            for call in delta.get("tool_calls") or ():
-                slot = state["tools"].setdefault(
-                    call.get("index", 0), {"id": None, "name": [], "arguments": []}
-                )
-                if call.get("id"):
-                    slot["id"] = call["id"]
-                fn = call.get("function") or {}
-                if fn.get("name"):
-                    slot["name"].append(fn["name"])
-                if fn.get("arguments"):
-                    slot["arguments"].append(fn["arguments"])
+            if text := delta.get("content"):
+                state["content"].append(text)
+                self.size += len(text)
+            if text := delta.get("refusal"):
+                state["refusal"].append(text)
+                self.size += len(text)
+            if calls := delta.get("tool_calls"):
+                self._add_calls(state["tools"], calls)
             if choice.get("finish_reason"):
                 state["finish_reason"] = choice["finish_reason"]
+
+    def add_all(self, chunks: Iterable[Mapping[str, Any]]) -> None:
+        """`add` each of the chunks that arrived together."""
+        for chunk in chunks:
+            self.add(chunk)
+
+    def _add_calls(self, tools: dict[int, dict[str, Any]], calls: Iterable[Mapping[str, Any]]) -> None:
+        for call in calls:
+            slot = tools.setdefault(call.get("index", 0), {"id": None, "name": [], "arguments": []})
+            if call.get("id"):
+                slot["id"] = call["id"]
+            fn = call.get("function") or {}
+            if fn.get("name"):
+                slot["name"].append(fn["name"])
+                self.size += len(fn["name"])
+            if fn.get("arguments"):
+                slot["arguments"].append(fn["arguments"])
+                self.size += len(fn["arguments"])
 
     @property
     def finished(self) -> bool:

@@ -77,22 +77,30 @@ class Lines:
     def __init__(self, limit: int = MAX_SSE_LINE) -> None:
         self.limit = limit
         self._partial = bytearray()  # appended to in place: a server dripping bytes costs O(n), not O(n^2)
+        self.failure: UpstreamTransient | None = None  # a complete line over the limit: no lines after it
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """The complete lines in `data` (with what was left over before), without their line ending."""
+    def feed(self, data: bytes) -> list[bytes]:
+        """The complete lines in `data` (with what was left over before), without their line ending: one
+        list per read, not a step per line. The lines before one over the limit still come, and `failure`
+        is set; an unfinished line over the limit raises at once."""
+        if self.failure is not None:
+            return []
         cut = data.find(b"\n")
         if cut < 0:
             self._partial += data
             self._check()
-            return
-        first = bytes(self._partial) + data[:cut]
-        lines = data[cut + 1 :].split(b"\n")
+            return []
+        lines = data.split(b"\n")
+        if self._partial:
+            lines[0] = bytes(self._partial) + lines[0]
         self._partial = bytearray(lines.pop())
         self._check()
-        for line in (first, *lines):
-            if len(line) > self.limit:
-                raise too_large(self.limit, "SSE line was longer than the line limit")
-            yield line.rstrip(b"\r")
+        if max(map(len, lines)) > self.limit:
+            lines = lines[: next(i for i, line in enumerate(lines) if len(line) > self.limit)]
+            self.failure = too_large(self.limit, "SSE line was longer than the line limit")
+        if b"\r" in data or (lines and lines[0].endswith(b"\r")):  # CRLF endings (rare): strip the CRs
+            return [line.rstrip(b"\r") for line in lines]
+        return lines
 
     def rest(self) -> bytes:
         """What followed the last line ending (a stream that ended without one)."""

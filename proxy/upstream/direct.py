@@ -246,9 +246,7 @@ class DirectTransport:
                     if chunks.failure is not None:
                         raise chunks.failure
                     if chunks.done:
-                        break
-                if not chunks.done and not chunks.finished:
-                    raise UpstreamTransient("The provider's stream ended before the answer was complete.")
+                        break  # one that ends without a finish_reason is cut: `Upstream.stream` tells
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"Could not connect to the provider: {type(exc).__name__}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -318,13 +316,15 @@ async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[
         payloads: list[bytes] = []
         try:
             for piece in body.feed(raw):
-                payloads.extend(line[5:].strip() for line in lines.feed(piece) if line.startswith(b"data:"))
+                payloads += [line[5:].strip() for line in lines.feed(piece) if line[:5] == b"data:"]
         except UpstreamTransient:
             if payloads:
                 yield payloads
             raise
         if payloads:
             yield payloads
+        if lines.failure is not None:
+            raise lines.failure
     last = lines.rest()
     if last.startswith(b"data:"):
         yield [last[5:].strip()]
@@ -332,11 +332,11 @@ async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[
 
 class _Chunks:
     """Parses one stream's payloads: stops at `[DONE]` (`done`) or at a payload that is not a chunk
-    (`failure`, raised once the chunks before it are out); `finished` once a choice has its finish_reason."""
+    (`failure`, raised once the chunks before it are out)."""
 
     def __init__(self, dep: Deployment) -> None:
         self.dep = dep
-        self.done = self.finished = False
+        self.done = False
         self.failure: UpstreamTransient | None = None
 
     def parse(self, payloads: list[bytes]) -> list[dict[str, Any]]:
@@ -354,10 +354,6 @@ class _Chunks:
                 message = _error_message(payload, self.dep)
                 self.failure = UpstreamTransient("The provider sent an error event mid-stream: " + message)
                 break
-            if not self.finished:
-                for choice in chunk.get("choices") or ():
-                    if choice.get("finish_reason"):
-                        self.finished = True
             out.append(chunk)
         return out
 

@@ -22,7 +22,14 @@ from tests.servers import ServerThread
 
 RUN = "eyJ" + "A" * 3000  # could still be a token until it ends: held back whole under the default cap
 MOCK = {
-    "longrun": {"behaviour": "static", "content": f"before {RUN} after", "stream_chunk_chars": 100},
+    # paced: each chunk comes in its own network read, so the run is held across reads (what arrives in
+    # one read is judged in one piece, and a run that ends inside it is no longer "could still be")
+    "longrun": {
+        "behaviour": "static",
+        "content": f"before {RUN} after",
+        "stream_chunk_chars": 100,
+        "chunk_delay_ms": 2,
+    },
     "bigline": {"behaviour": "static", "content": "x" * 4000, "stream_chunk_chars": 4000},
 }
 
