@@ -4,7 +4,6 @@ settled when the upstream stream ends, and the verdict travels in the last chunk
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ async def _open(ctx: ChatContext, chain: Chain, make_relay: Callable[[ChunkAssem
                 dep, body, key=key, timeout=limits.stream_max_seconds, into=assembler, idle=idle
             )
             try:
-                async with asyncio.timeout(timeout):
+                async with upstream.deadlines.within(timeout):
                     relay, pending, rest, ended = await _first_content(stream, partial(make_relay, assembler))
             except TimeoutError:
                 await stream.aclose()

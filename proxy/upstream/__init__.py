@@ -12,6 +12,7 @@ from ..errors import UpstreamTimeout, UpstreamTransient
 from ..settings import Deployment, LimitSettings
 from .assemble import ChunkAssembler
 from .bounded import too_large
+from .deadline import Deadlines
 from .direct import DEFAULT_BASES, DirectTransport
 from .idle import IdleWatch
 from .litellm_transport import LitellmTransport
@@ -61,6 +62,7 @@ class Upstream:
         self.litellm = litellm or LitellmTransport(max_bytes=size, max_line=line)
         self._prices = prices
         self._calls: dict[str, int] = {}
+        self.deadlines = Deadlines()  # every attempt's timeout, on one shared timer
 
     @property
     def prices(self) -> Prices:
@@ -158,7 +160,7 @@ class Upstream:
         streamed), bounded by `timeout` seconds: the provider's Response object."""
         self._next_index(key)
         try:
-            async with asyncio.timeout(timeout):
+            async with self.deadlines.within(timeout):
                 return await self.direct.respond(dep, body)
         except TimeoutError:
             raise UpstreamTimeout("The provider did not answer in time.") from None
@@ -180,7 +182,7 @@ class Upstream:
     ) -> UpstreamResult:
         index = self._next_index(key)
         try:
-            async with asyncio.timeout(timeout):
+            async with self.deadlines.within(timeout):
                 if uses_direct(dep):
                     data = await direct(dep, body)
                 else:
