@@ -26,6 +26,7 @@ from validators import (
     repair,
 )
 from validators import ValidationBudgetExceeded as _OverBudget
+from validators.base import response_schema_of
 from validators.budget import BudgetSlice
 
 from .errors import InvalidRequest, ValidationBudgetExceeded
@@ -68,25 +69,29 @@ def request_context(
     Checked whatever the policy, before any upstream call: a schema is never fetched, and a bad one
     is the client's error, not a violation found later (nor a 500 from a tool's schema).
     """
-    ctx = RequestContext(
-        response_format=response_format,
-        tools=tuple(tools),
-        budget=Budget(validation_ms),
-        tool_choice=tool_choice,
-    )
-    checks: list[tuple[str, Any]] = [("response_format.json_schema.schema", ctx.response_schema())]
-    for i, tool in enumerate(ctx.tools):
+    schema = response_schema_of(response_format)
+    compiled = None if schema is None else _vetted(schemas, "response_format.json_schema.schema", schema)
+    tools = tuple(tools)
+    for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         params = fn.get("parameters") if isinstance(fn, Mapping) else None
-        checks.append((f"tools[{i}].function.parameters", params))
-    for param, schema in checks:
-        if schema is None:
-            continue
-        try:
-            schemas.vet(schema)
-        except SchemaProblem as exc:
-            raise InvalidRequest(f"`{param}` cannot be used: {exc}.", param=param) from None
-    return ctx
+        if params is not None:
+            _vetted(schemas, f"tools[{i}].function.parameters", params)
+    return RequestContext(
+        response_format=response_format,
+        tools=tools,
+        budget=Budget(validation_ms),
+        tool_choice=tool_choice,
+        response_compiled=compiled,
+    )
+
+
+def _vetted(schemas: SchemaCache, param: str, schema: Any) -> Any:
+    """`schemas.vet(schema)`, a refusal as the request's 400 naming `param`."""
+    try:
+        return schemas.vet(schema)
+    except SchemaProblem as exc:
+        raise InvalidRequest(f"`{param}` cannot be used: {exc}.", param=param) from None
 
 
 def output_of(message: Mapping[str, Any], finish_reason: str | None = None) -> Output:

@@ -154,6 +154,16 @@ class Output:
         return parsed
 
 
+def response_schema_of(rf: Any) -> Mapping[str, Any] | bool | None:
+    """The JSON Schema in a `response_format`'s `json_schema.schema`, if any."""
+    # `type(...) is dict` first: it spares the slower ABC check
+    if not (type(rf) is dict or isinstance(rf, Mapping)) or rf.get("type") != "json_schema":
+        return None
+    spec = rf.get("json_schema")
+    schema = spec.get("schema") if type(spec) is dict or isinstance(spec, Mapping) else None
+    return schema if type(schema) is dict or isinstance(schema, (Mapping, bool)) else None
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """What the request asked for: `response_format`, declared `tools` and `tool_choice`; `budget` bounds
@@ -163,15 +173,13 @@ class RequestContext:
     tools: tuple[Mapping[str, Any], ...] = ()
     budget: Budget | None = field(default=None, compare=False, repr=False)
     tool_choice: Any = None
+    # the response schema's compiled validator (a `CompiledSchema`), when the schema cache already had it
+    # as the request came in (`SchemaCache.vet`): the json_schema validator does not look it up again
+    response_compiled: Any = field(default=None, compare=False, repr=False)
 
     def response_schema(self) -> Mapping[str, Any] | bool | None:
         """The JSON Schema in `response_format.json_schema.schema`, if any."""
-        rf = self.response_format  # `type(...) is dict` first: it spares the slower ABC check
-        if not (type(rf) is dict or isinstance(rf, Mapping)) or rf.get("type") != "json_schema":
-            return None
-        spec = rf.get("json_schema")
-        schema = spec.get("schema") if type(spec) is dict or isinstance(spec, Mapping) else None
-        return schema if type(schema) is dict or isinstance(schema, (Mapping, bool)) else None
+        return response_schema_of(self.response_format)
 
     def wants_json(self) -> bool:
         """True when `response_format` asks for JSON (`json_object` or `json_schema`)."""

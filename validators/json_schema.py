@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urldefrag, urljoin, urlparse
 from urllib.request import url2pathname
 
@@ -68,7 +68,11 @@ class JsonSchemaValidator:
         """The compiled schema for this request; raise SchemaProblem for an unusable request schema."""
         if self._compiled is not None:
             return self._compiled
-        schema = ctx.response_schema() if self.schema is None else None
+        if self.schema is not None:
+            return None
+        if ctx.response_compiled is not None:
+            return cast(CompiledSchema, ctx.response_compiled)
+        schema = ctx.response_schema()
         return None if schema is None else self.schema_cache.get(schema)
 
     def check(self, output: Output, ctx: RequestContext) -> list[Violation]:
@@ -86,7 +90,10 @@ class JsonSchemaValidator:
                 )
             ]
         try:  # what compiled_for(ctx) returns, without reading the request's schema twice
-            compiled = self._compiled if self._compiled is not None else self.schema_cache.get(schema)
+            compiled = self._compiled
+            if compiled is None:
+                compiled = ctx.response_compiled if self.schema is None else None
+                compiled = compiled if compiled is not None else self.schema_cache.get(schema)
         except SchemaProblem as exc:
             return [Violation(self.type, f"the request's response_format schema cannot be used: {exc}", None)]
         value = output.json_value()

@@ -144,19 +144,9 @@ class SchemaCache:
         if not (type(schema) is dict or isinstance(schema, (Mapping, bool))):
             raise SchemaProblem("a JSON Schema must be an object or a boolean")
         alias = _alias(schema)
-        if alias is not None:
-            with self._lock:
-                key = self._aliases.get(alias)
-                found = None if key is None else self._items.get(key)
-                if (
-                    key is not None
-                    and found is not None
-                    and len(key) <= self.max_schema_chars
-                    and (found.schema is schema or found.schema == schema)
-                ):
-                    self._items.move_to_end(key)
-                    self.hits += 1
-                    return found
+        found = None if alias is None else self._known(alias, schema)
+        if found is not None:
+            return found
         key = _canonical_key(schema)
         if len(key) > self.max_schema_chars:
             raise SchemaProblem(f"the schema is larger than {self.max_schema_chars} characters")
@@ -174,16 +164,37 @@ class SchemaCache:
             self._store(key, alias, compiled)
         return compiled
 
-    def vet(self, schema: Any) -> None:
-        """Raise SchemaProblem when `schema` refers outside itself; cheap for a schema compiled before."""
+    def vet(self, schema: Any) -> CompiledSchema | None:
+        """Raise SchemaProblem when `schema` refers outside itself; cheap for a schema compiled before,
+        whose compiled validator it returns (a request's schema is then looked up once, not twice)."""
         alias = _alias(schema)
         if alias is not None:
+            found = self._known(alias, schema)
+            if found is not None:
+                return found
             with self._lock:
                 if alias in self._aliases:
-                    return
+                    return None
         problem = ref_problem(schema)
         if problem is not None:
             raise SchemaProblem(problem)
+        return None
+
+    def _known(self, alias: bytes, schema: Any) -> CompiledSchema | None:
+        """The compiled schema last seen with this orjson rendering, if it equals `schema`."""
+        with self._lock:
+            key = self._aliases.get(alias)
+            found = None if key is None else self._items.get(key)
+            if (
+                key is None
+                or found is None
+                or len(key) > self.max_schema_chars
+                or not (found.schema is schema or found.schema == schema)
+            ):
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
 
     def _store(self, key: str, alias: bytes | None, compiled: CompiledSchema) -> None:
         """Insert under the lock, then evict least recently used entries until both bounds hold."""

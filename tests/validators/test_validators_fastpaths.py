@@ -209,6 +209,28 @@ def test_an_evicted_schema_is_compiled_again_and_the_size_limit_still_applies() 
         cache.get(dict(SCHEMA))
 
 
+def test_a_request_schema_compiled_before_is_looked_up_once_per_request() -> None:
+    """`vet` finds a known schema's compiled validator; the json_schema check then uses that one."""
+    from validators import Output, RequestContext, check, default_registry
+
+    registry = default_registry()
+    cache = registry.schema_cache
+    rf = {"type": "json_schema", "json_schema": {"name": "t", "schema": SCHEMA}}
+    validators = [registry.create({"type": "json_schema"})]
+    assert cache.vet(SCHEMA) is None and cache.misses == 0  # vetted only: nothing compiled yet
+    assert not check(validators, Output(text='{"a": "x"}'), RequestContext(response_format=rf))
+    assert (cache.hits, cache.misses) == (0, 1)
+    copy = json.loads(json.dumps(SCHEMA))
+    vetted = cache.vet(copy)
+    assert vetted is cache.get(SCHEMA)
+    hits = cache.hits
+    ctx = RequestContext(
+        response_format={**rf, "json_schema": {"name": "t", "schema": copy}}, response_compiled=vetted
+    )
+    assert check(validators, Output(text='{"a": "z"}'), ctx)  # invalid: judged by the vetted validator
+    assert cache.hits == hits  # no second lookup
+
+
 TYPES = ["null", "boolean", "integer", "number", "string", "array", "object"]
 values = (
     st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, 1.0, 1.5, -2.0, "", "x", "y", []])
