@@ -26,7 +26,7 @@ async def _test_a_block_past_its_deadline_raises_timeout_error_within_a_tick() -
     with pytest.raises(TimeoutError):
         await _sleep_within(deadlines, 0.05, 10)
     assert 0.05 <= loop.time() - began < 0.05 + 10 * TICK  # late by a tick or so, never early
-    assert not deadlines.open
+    assert deadlines.count == 0 and not deadlines.slots
 
 
 def test_a_block_in_time_is_untouched_and_the_timer_stops_when_nothing_is_open() -> None:
@@ -36,7 +36,7 @@ def test_a_block_in_time_is_untouched_and_the_timer_stops_when_nothing_is_open()
 async def _test_a_block_in_time_is_untouched_and_the_timer_stops_when_nothing_is_open() -> None:
     deadlines = Deadlines()
     assert await _sleep_within(deadlines, 5, 0) == "done"
-    assert not deadlines.open
+    assert deadlines.count == 0 and not deadlines.slots
     await asyncio.sleep(3 * TICK)  # the tick armed by the block ran, found nothing open and did not re-arm
     assert deadlines._due is None
 
@@ -53,9 +53,9 @@ async def _test_a_cancel_from_outside_stays_a_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not deadlines.open
+    assert deadlines.count == 0 and not deadlines.slots
     await asyncio.sleep(0.1)  # past the deadline: nothing is cancelled twice, nothing is left open
-    assert not deadlines.open and task.cancelled()
+    assert deadlines.count == 0 and not deadlines.slots and task.cancelled()
 
 
 def test_concurrent_deadlines_each_fire_for_their_own_task_only() -> None:
@@ -69,3 +69,27 @@ async def _test_concurrent_deadlines_each_fire_for_their_own_task_only() -> None
     results = await asyncio.gather(short, long, return_exceptions=True)
     assert isinstance(results[0], TimeoutError)
     assert results[1] == "done"
+
+
+def test_many_open_deadlines_fire_in_order_and_none_early() -> None:
+    asyncio.run(_many())
+
+
+async def _many() -> None:
+    """Deadlines spread over 0-0.2 s, filed by tick: each fires at or after its due time, none is lost."""
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    fired: dict[int, float] = {}
+
+    async def one(i: int, limit: float) -> None:
+        began = loop.time()
+        try:
+            async with deadlines.within(limit):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            fired[i] = loop.time() - began - limit
+
+    limits = [(i % 20) / 100 for i in range(200)]
+    await asyncio.gather(*(one(i, limit) for i, limit in enumerate(limits)))
+    assert len(fired) == 200 and min(fired.values()) >= 0
+    assert deadlines.count == 0 and not deadlines.slots
