@@ -16,7 +16,7 @@ import asyncio
 import math
 from types import TracebackType
 
-__all__ = ["TICK", "Deadlines"]
+__all__ = ["Deadlines", "TICK"]
 
 TICK = 0.01  # seconds between two looks at the open deadlines
 
