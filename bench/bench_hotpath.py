@@ -5,9 +5,9 @@ Starts `guardproxy mock-server` for the upstream, builds the app for subject (5)
 policy, json_schema, no cache) and (7) (disk cache hits), and prints the median microseconds per
 request over several rounds. Subject (5r), the same request as `POST /v1/responses` (`store` at its
 default), runs on (5)'s app with its rounds interleaved with (5)'s, and the (5r)/(5) ratio is printed.
-`--profile` adds a cProfile of each (sorted by internal time; BENCH_SORT=cumulative sorts by
-cumulative time). This isolates our code from uvicorn and the load generator: the figure to watch
-while optimising.
+`--profile` adds a cProfile of each, timed in CPU time (sorted by internal time; BENCH_SORT=cumulative
+sorts by cumulative time; BENCH_PROFILE_OUT=/tmp/p also writes /tmp/p-5.prof etc. for pstats). This
+isolates our code from uvicorn and the load generator: the figure to watch while optimising.
 """
 
 from __future__ import annotations
