@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import logging
 import os
 import pstats
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +149,7 @@ def main() -> int:
         groups = {wanted: groups[wanted]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        port = free_port()
-        cmd = [sys.executable, "-m", "proxy", "mock-server", "--port", str(port), "--config"]
-        mock = subprocess.Popen([*cmd, str(mock_config(work))], cwd=BENCH.parent, env=os.environ.copy())
-        try:
-            upstream = f"http://127.0.0.1:{port}/v1"
-            _wait(port)
+        with mock_upstream(work) as upstream:
             for group, (cache, paths) in groups.items():
                 config = guardproxy_config(
                     work, f"hot{group}", upstream, transport="direct", cache=cache, port=free_port()
@@ -162,15 +160,24 @@ def main() -> int:
                     print(line + " (process, incl. the aiohttp client)")
                 if "5r" in paths:
                     print(f"(5r)/(5) CPU per request: {ratio['5r']:.3f} (median of the per-round ratios)")
-        finally:
-            mock.terminate()
-            mock.wait()
     return 0
 
 
-def _wait(port: int) -> None:
-    import socket
+@contextlib.contextmanager
+def mock_upstream(work: Path) -> Iterator[str]:
+    """`guardproxy mock-server` with the bench's labels (config written into `work`): its base URL."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "proxy", "mock-server", "--port", str(port), "--config"]
+    mock = subprocess.Popen([*cmd, str(mock_config(work))], cwd=BENCH.parent, env=os.environ.copy())
+    try:
+        _wait(port)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        mock.terminate()
+        mock.wait()
 
+
+def _wait(port: int) -> None:
     for _ in range(200):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:

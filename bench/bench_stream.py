@@ -18,7 +18,6 @@ import logging
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,10 +27,10 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.bench_hotpath import _wait, call
-from bench.configs import mock_config, policies
+from bench.bench_hotpath import call, mock_upstream
+from bench.configs import policies
 from bench.payload import LABEL, request_body
-from bench.subjects import CHAT_PATH, free_port
+from bench.subjects import CHAT_PATH
 from proxy.app import create_app
 
 BENCH = Path(__file__).resolve().parent
@@ -96,20 +95,13 @@ def main() -> int:
     logging.getLogger("guardproxy").setLevel("INFO")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        port = free_port()
-        cmd = [sys.executable, "-m", "proxy", "mock-server", "--port", str(port), "--config"]
-        mock = subprocess.Popen([*cmd, str(mock_config(work))], cwd=BENCH.parent, env=os.environ.copy())
-        try:
-            _wait(port)
-            config = _config(work, f"http://127.0.0.1:{port}/v1")
+        with mock_upstream(work) as upstream:
+            config = _config(work, upstream)
             for alias, (_, title) in ALIASES.items():
                 if args.only and args.only != alias:
                     continue
                 low, median = asyncio.run(_measure(config, alias, args.requests, args.rounds, args.profile))
                 print(f"({alias}) {title}: {median:.0f} µs CPU per request (median; min {low:.0f})")
-        finally:
-            mock.terminate()
-            mock.wait()
     return 0
 
 

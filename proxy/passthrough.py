@@ -23,7 +23,7 @@ from .outcome import Outcome, rejection
 from .relay import Relay, settle, stream_view
 from .respond import SSE_HEADERS, EventStream
 from .settings import Deployment
-from .upstream import ChunkAssembler
+from .upstream import CUT, ChunkAssembler
 from .wire import SSE_DONE, sse
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["estimate_tokens", "passthrough_response"]
 
 log = logging.getLogger("guardproxy")
-_CUT = "The provider's stream ended before the answer was complete."
 
 
 def _rejection(violations: Sequence[Violation], *, mid_stream: bool) -> OutputValidationFailed:
@@ -112,14 +111,12 @@ async def _first_content(
     once the request has gone out and the provider's first chunks are back: not on the way there."""
     batch = await anext(stream, None)
     if batch is None:
-        raise UpstreamTransient(_CUT)
+        raise UpstreamTransient(CUT)  # not reached: `Upstream.stream` raises first
     relay = make_relay()
     pending: list[dict[str, Any]] = []
     while (rest := _until_text(relay, batch, pending)) is None:
         batch = await anext(stream, None)
-        if batch is None:
-            if relay.finish_reason is None:
-                raise UpstreamTransient(_CUT)
+        if batch is None:  # ended, every choice finished (`Upstream.stream` raises for a cut one)
             return relay, pending, [], True
     return relay, pending, rest, False
 
@@ -233,8 +230,6 @@ class _Passthrough:
                 yield b"".join(sse(chunk) for chunk in relayed) if len(relayed) > 1 else sse(relayed[0])
             if self.relay.stopped:
                 return
-        if self.relay.finish_reason is None:
-            raise UpstreamTransient(_CUT)
 
     async def events(self, early: _Ending | None) -> AsyncGenerator[bytes, None]:
         meta = self.ctx.meta

@@ -18,9 +18,9 @@ from .idle import IdleWatch
 from .litellm_transport import LitellmTransport
 from .pricing import Prices, load_price_map
 
-__all__ = ["ChunkAssembler", "Upstream", "UpstreamResult", "uses_direct"]
+__all__ = ["CUT", "ChunkAssembler", "Upstream", "UpstreamResult", "uses_direct"]
 
-_CUT = "The provider's stream ended before the answer was complete."
+CUT = "The provider's stream ended before the answer was complete."  # a stream that stopped too soon
 
 
 def uses_direct(dep: Deployment) -> bool:
@@ -138,7 +138,7 @@ class Upstream:
                     batch = await iterator.__anext__()
                 except StopAsyncIteration:
                     if not into.finished:
-                        raise UpstreamTransient(_CUT) from None
+                        raise UpstreamTransient(CUT) from None
                     return
                 except asyncio.CancelledError:
                     if watch.timed_out():
