@@ -147,7 +147,7 @@ async def waiting_stream(
     """
     task = asyncio.ensure_future(work)
     try:
-        done, _ = await asyncio.wait({task}, timeout=keepalive)
+        done = await _finished_within(task, keepalive)
     except BaseException:  # cancelled (the client left): the work must not outlive the request
         task.cancel()
         raise
@@ -163,16 +163,36 @@ async def waiting_stream(
     return EventStream(_committed(task, meta, include_usage, keepalive), headers=headers)
 
 
+async def _finished_within(task: asyncio.Future[Any], seconds: float) -> bool:
+    """Whether `task` is done within `seconds`; it runs on either way. `asyncio.wait({task}, timeout=...)`
+    with one future and one timer instead of its sets and per-call closures (a buffered stream waits once)."""
+    if task.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
 async def _committed(
     task: asyncio.Future[Mapping[str, Any]], meta: AnswerMeta, include_usage: bool, keepalive: float
 ) -> AsyncGenerator[bytes, None]:
     """The body of a committed buffered stream: keep-alives until the answer is there, then the answer."""
     try:
         yield KEEP_ALIVE  # commits the 200 now: the client and any intermediary see the stream alive
-        while not task.done():
-            finished, _ = await asyncio.wait({task}, timeout=keepalive)
-            if not finished:
-                yield KEEP_ALIVE
+        while not await _finished_within(task, keepalive):
+            yield KEEP_ALIVE
         try:
             completion = task.result()
         except ProxyError as exc:

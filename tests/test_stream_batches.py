@@ -10,11 +10,15 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.errors import UpstreamTransient
 from proxy.passthrough import _first_content
 from proxy.relay import Relay
 from proxy.settings import Deployment
+from proxy.upstream.assemble import ChunkAssembler
+from proxy.upstream.bounded import Lines
 from proxy.upstream.direct import _Chunks, _events
 from validators import GuardStep, RequestContext, StreamGuard
 from validators.text import RegexValidator
@@ -95,6 +99,107 @@ def test_events_before_a_line_over_the_limit_still_come_first():
         return seen
 
     assert asyncio.run(scenario()) == [[b"1"]]
+
+
+# `data:` lines, other fields, comments and blank lines, with LF or CRLF endings and stray whitespace
+_sse_line = st.one_of(
+    st.binary(max_size=24).map(lambda b: b"data:" + b.replace(b"\n", b"")),
+    st.sampled_from([b"", b": keep-alive", b"event: x", b"data", b" data: y", b"data: [DONE] ", b"\r"]),
+)
+_sse = st.tuples(st.lists(_sse_line, max_size=30), st.sampled_from([b"\n", b"\r\n"])).map(
+    lambda lines_and_end: lines_and_end[1].join(lines_and_end[0])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_sse, st.lists(st.integers(min_value=0, max_value=400), max_size=8), st.integers(8, 64))
+def test_data_payloads_are_the_data_lines_however_the_reads_split(raw, cuts, limit):
+    """`Lines.data` (one regular-expression scan per read) finds what splitting every read into lines
+    and keeping the `data:` ones finds, failures included, wherever the reads are cut."""
+    bounds = [0, *sorted(c % (len(raw) + 1) for c in cuts), len(raw)]
+    reads = [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    fast, slow = Lines(limit), Lines(limit)
+    for read in reads:
+        try:
+            got = fast.data(read)
+        except UpstreamTransient:
+            got = None
+        try:
+            want = [line[5:].strip() for line in slow.feed(read) if line[:5] == b"data:"]
+        except UpstreamTransient:
+            want = None
+        assert got == want
+        assert (fast.failure is None) == (slow.failure is None)
+        if got is None:
+            return
+    assert fast.rest() == slow.rest()
+
+
+_text = st.text(alphabet="ab{}\"", max_size=4)
+_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": _text | st.none(),
+        "refusal": _text,
+        "tool_calls": st.lists(
+            st.fixed_dictionaries(
+                {"index": st.integers(0, 1)},
+                optional={"id": st.sampled_from(["c1", "c2"]), "function": st.fixed_dictionaries(
+                    {}, optional={"name": _text, "arguments": _text})},
+            ),
+            max_size=2,
+        ),
+    },
+)  # fmt: skip
+_choice = st.fixed_dictionaries(
+    {"index": st.integers(0, 1), "delta": _delta},
+    optional={"finish_reason": st.sampled_from([None, "stop", "tool_calls"])},
+)
+_stream_chunk = st.fixed_dictionaries(
+    {"id": st.just("c1"), "choices": st.lists(_choice, max_size=2)},
+    optional={"usage": st.just({"total_tokens": 3})},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_stream_chunk, min_size=1, max_size=12))
+def test_the_assembled_answer_is_every_delta_joined_in_order(chunks):
+    """What the assembler builds, against the plain reading of the chunks: per choice, the content,
+    refusal and each tool call's name and arguments joined in arrival order, the last finish_reason."""
+    assembler = ChunkAssembler()
+    assembler.add(chunks[0])
+    assembler.add_all(chunks[1:])
+    content: dict[int, str] = {}
+    refusal: dict[int, str] = {}
+    tools: dict[int, dict[int, list[str]]] = {}
+    finish: dict[int, str | None] = {}
+    size = 0
+    for piece in chunks:
+        for choice in piece["choices"]:
+            i, delta = choice["index"], choice["delta"]
+            content[i] = content.get(i, "") + (delta.get("content") or "")
+            refusal[i] = refusal.get(i, "") + delta.get("refusal", "")
+            size += len(delta.get("content") or "") + len(delta.get("refusal", ""))
+            for call in delta.get("tool_calls", []):
+                slot = tools.setdefault(i, {}).setdefault(call["index"], ["", ""])
+                slot[0] += call.get("function", {}).get("name", "")
+                slot[1] += call.get("function", {}).get("arguments", "")
+                size += len(call.get("function", {}).get("name", ""))
+                size += len(call.get("function", {}).get("arguments", ""))
+            finish[i] = choice.get("finish_reason") or finish.get(i)
+    got = {c["index"]: c for c in assembler.completion()["choices"]}
+    assert sorted(got) == sorted(content)
+    for i, choice in got.items():
+        message = choice["message"]
+        assert (message["content"] or "") == content[i]
+        assert message.get("refusal", "") == refusal[i]
+        calls = [[c["function"]["name"], c["function"]["arguments"]] for c in message.get("tool_calls", [])]
+        assert calls == [slot for _, slot in sorted(tools.get(i, {}).items())]
+        assert choice["finish_reason"] == (finish[i] or "stop")
+    assert assembler.size == size
+    assert assembler.finished == (bool(finish) and all(finish.values()))
+    assert ("usage" in assembler.completion()) == any("usage" in c for c in chunks)
 
 
 # --- passthrough: the commit comes at the first text, the guard is built after the request left ---------

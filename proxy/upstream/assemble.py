@@ -25,31 +25,40 @@ class ChunkAssembler:
         self._choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: Mapping[str, Any]) -> None:
-        if not self.meta:
-            self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
-        if chunk.get("usage"):
-            self.usage = dict(chunk["usage"])
-        for choice in chunk.get("choices") or ():
-            index = choice.get("index", 0)
-            state = self._choices.get(index)
-            if state is None:  # a chunk is dozens of characters: build the state once, not per chunk
-                state = self._choices[index] = _new_state()
-            delta = choice.get("delta") or {}
-            if text := delta.get("content"):
-                state["content"].append(text)
-                self.size += len(text)
-            if text := delta.get("refusal"):
-                state["refusal"].append(text)
-                self.size += len(text)
-            if calls := delta.get("tool_calls"):
-                self._add_calls(state["tools"], calls)
-            if choice.get("finish_reason"):
-                state["finish_reason"] = choice["finish_reason"]
+        self.add_all((chunk,))
 
     def add_all(self, chunks: Iterable[Mapping[str, Any]]) -> None:
-        """`add` each of the chunks that arrived together."""
+        """Add the chunks that arrived together (one loop: a stream's chunks are dozens of characters each,
+        the per-chunk steps are the cost)."""
+        states = self._choices
         for chunk in chunks:
-            self.add(chunk)
+            if not self.meta:
+                self.meta = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+            if chunk.get("usage"):
+                self.usage = dict(chunk["usage"])
+            for choice in chunk.get("choices") or ():
+                index = choice.get("index", 0)
+                state = states.get(index)
+                if state is None:  # built once per choice, not per chunk
+                    state = states[index] = _new_state()
+                delta = choice.get("delta") or {}
+                if text := delta.get("content"):
+                    state["content"].append(text)
+                    self.size += len(text)
+                    if len(delta) > 1:  # text and more in one delta (rare)
+                        self._add_other(state, delta)
+                elif delta:
+                    self._add_other(state, delta)
+                if choice.get("finish_reason"):
+                    state["finish_reason"] = choice["finish_reason"]
+
+    def _add_other(self, state: dict[str, Any], delta: Mapping[str, Any]) -> None:
+        """A delta's refusal and tool calls."""
+        if text := delta.get("refusal"):
+            state["refusal"].append(text)
+            self.size += len(text)
+        if calls := delta.get("tool_calls"):
+            self._add_calls(state["tools"], calls)
 
     def _add_calls(self, tools: dict[int, dict[str, Any]], calls: Iterable[Mapping[str, Any]]) -> None:
         for call in calls:

@@ -7,6 +7,7 @@ before anyone can count it. Here no call ever produces more than the bytes still
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ __all__ = ["ACCEPT_ENCODING", "BodyLimit", "Lines", "MAX_SSE_LINE", "too_large"]
 ACCEPT_ENCODING = "gzip, deflate"  # the only encodings we can inflate with a bound
 MAX_SSE_LINE = 1 << 20  # default of limits.max_sse_line_bytes: far above any real chunk, far below the body
 _PIECE = 64 * 1024  # the most one inflate call may produce
+_DATA = re.compile(rb"^data:(.*)$", re.MULTILINE)  # `.*` stops at a newline; a CR is stripped after
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
 
 
@@ -101,6 +103,24 @@ class Lines:
         if b"\r" in data or (lines and lines[0].endswith(b"\r")):  # CRLF endings (rare): strip the CRs
             return [line.rstrip(b"\r") for line in lines]
         return lines
+
+    def data(self, data: bytes) -> list[bytes]:
+        """The payloads of the complete `data:` lines in `data` (with what was left over before), without
+        the surrounding whitespace: `feed` filtered, found by one regular-expression scan when no line can
+        be over the limit (the usual read), line by line otherwise."""
+        cut = data.rfind(b"\n")
+        if self.failure is not None or cut < 0 or len(self._partial) + cut > self.limit:
+            return [line[5:].strip() for line in self.feed(data) if line[:5] == b"data:"]
+        start, out = 0, []
+        if self._partial:  # the line begun in the last read ends in this one
+            start = data.find(b"\n") + 1
+            first = bytes(self._partial) + data[: start - 1]
+            if first[:5] == b"data:":
+                out.append(first[5:].strip())
+        out += [payload.strip() for payload in _DATA.findall(data, start, cut)]
+        self._partial = bytearray(data[cut + 1 :])
+        self._check()
+        return out
 
     def rest(self) -> bytes:
         """What followed the last line ending (a stream that ended without one)."""

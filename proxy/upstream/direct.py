@@ -316,7 +316,7 @@ async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[
         payloads: list[bytes] = []
         try:
             for piece in body.feed(raw):
-                payloads += [line[5:].strip() for line in lines.feed(piece) if line[:5] == b"data:"]
+                payloads += lines.data(piece)
         except UpstreamTransient:
             if payloads:
                 yield payloads
@@ -328,6 +328,10 @@ async def _events(resp: aiohttp.ClientResponse, max_line: int) -> AsyncIterator[
     last = lines.rest()
     if last.startswith(b"data:"):
         yield [last[5:].strip()]
+
+
+_NOT_JSON = "The provider answered with a body that is not JSON."
+_NOT_OBJECT = "The provider answered with JSON that is not an object."
 
 
 class _Chunks:
@@ -345,10 +349,13 @@ class _Chunks:
             if payload == b"[DONE]":
                 self.done = True
                 break
-            try:
-                chunk = _json(payload, self.dep)
-            except UpstreamTransient as exc:
-                self.failure = exc
+            try:  # `_json` inlined: a stream parses dozens of these per answer
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                self.failure = UpstreamTransient(_NOT_JSON)
+                break
+            if chunk.__class__ is not dict:
+                self.failure = UpstreamTransient(_NOT_OBJECT)
                 break
             if "error" in chunk:
                 message = _error_message(payload, self.dep)
@@ -362,9 +369,9 @@ def _json(raw: bytes | bytearray, dep: Deployment) -> dict[str, Any]:
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamTransient("The provider answered with a body that is not JSON.") from None
+        raise UpstreamTransient(_NOT_JSON) from None
     if not isinstance(parsed, dict):
-        raise UpstreamTransient("The provider answered with JSON that is not an object.")
+        raise UpstreamTransient(_NOT_OBJECT)
     return parsed
 
 
