@@ -135,7 +135,7 @@ def test_data_payloads_are_the_data_lines_however_the_reads_split(raw, cuts, lim
     assert fast.rest() == slow.rest()
 
 
-_text = st.text(alphabet="ab{}\"", max_size=4)
+_text = st.text(alphabet='ab{}"', max_size=4)
 _delta = st.fixed_dictionaries(
     {},
     optional={
