@@ -5,6 +5,7 @@ hands back an `Answer` whose metadata is final once its body has been sent (prox
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -28,7 +29,7 @@ from .wire import ChatRequest
 if TYPE_CHECKING:
     from .responses.native import NativeRequest
 
-__all__ = ["CacheMode", "Render", "cache_mode", "handle_chat", "resolve_policy"]
+__all__ = ["CacheMode", "ChatCall", "Render", "cache_mode", "handle_chat", "resolve_policy"]
 
 # a complete (non-streamed) completion and its meta -> the HTTP answer: chat's JSON, or another route's
 Render = Callable[[Mapping[str, Any], AnswerMeta], Response]
@@ -47,27 +48,29 @@ def resolve_policy(runtime: Runtime, alias: ModelAlias, override: str | None, ca
     return runtime.policies[alias.policy or runtime.settings.default_policy]
 
 
-async def handle_chat(
-    services: Services,
-    runtime: Runtime,
-    caller: Caller,
-    chat: ChatRequest,
-    headers: Mapping[str, str],
-    ledger: Ledger,
-    *,
-    native: NativeRequest | None = None,
-    render: Render = json_response,
-) -> Answer:
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """One admitted chat request, as its route hands it to the pipeline.
+
+    `runtime`: the config the request started under (a reload while it runs does not change it).
+    `ledger`: the request's accounting, for its ids (ours and the client's).
+    `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments.
+    """
+
+    runtime: Runtime
+    caller: Caller
+    chat: ChatRequest
+    headers: Mapping[str, str]
+    ledger: Ledger
+    native: NativeRequest | None = None
+
+
+async def handle_chat(services: Services, call: ChatCall, render: Render = json_response) -> Answer:
     """Answer one chat completion request: 404/403 are raised, every later failure is an error Answer.
 
-    `ledger`: the request's accounting, for its ids (ours and the client's).
-
-    `native`: a /v1/responses request's own body, for the alias's `api: responses` deployments.
     `render`: how a complete non-streamed answer is sent (/v1/responses renders its Response object
     straight from the completion, never from chat's JSON)."""
-    ctx = _context(
-        services, runtime, caller, chat, headers, (ledger.request_id, ledger.client_request_id), native
-    )
+    ctx = _context(services, call)
     try:
         return await _answer(ctx, render)
     except ProxyError as exc:
@@ -75,16 +78,9 @@ async def handle_chat(
         return Answer.failed(exc, ctx.meta)
 
 
-def _context(
-    services: Services,
-    runtime: Runtime,
-    caller: Caller,
-    chat: ChatRequest,
-    headers: Mapping[str, str],
-    ids: tuple[str, str | None],
-    native: NativeRequest | None = None,
-) -> ChatContext:
+def _context(services: Services, call: ChatCall) -> ChatContext:
     """The request's alias, policy, validators, cache mode and key (404 / 403 raised here)."""
+    runtime, caller, chat, headers, native = call.runtime, call.caller, call.chat, call.headers, call.native
     alias = runtime.settings.models.get(chat.model)
     if alias is None:
         raise ModelNotFound(
@@ -116,16 +112,17 @@ def _context(
     )
     meta = AnswerMeta(policy=policy.name, cache=mode.label, cache_key=key)
     validators = policy.validators_for(runtime.registry, judge)
+    request_id = call.ledger.request_id
     events = AuditEvents(
         services.audit,
-        request_id=ids[0],
+        request_id=request_id,
         alias=chat.model,
         policy=policy.name,
         inner=services.metrics.events(policy.name),
-        client_request_id=ids[1],
+        client_request_id=call.ledger.client_request_id,
     )
     return ChatContext(
-        services, runtime, caller, chat, alias, policy, judge, validators, mode, meta, events, ids[0],
+        services, runtime, caller, chat, alias, policy, judge, validators, mode, meta, events, request_id,
         native=native,
     )  # fmt: skip
 

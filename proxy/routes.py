@@ -20,7 +20,7 @@ from .errors import (
     RequestTooLarge,
     internal_error,
 )
-from .pipeline import handle_chat
+from .pipeline import ChatCall, handle_chat
 from .services import Services
 from .settings import ServerSettings
 from .wire import decode_body, parse_chat_request, parse_embedding_request
@@ -148,7 +148,7 @@ async def _chat(services: Services, scope: Scope, receive: Receive, ledger: Ledg
             return hit.answer
     chat = parse_chat_request(decode_body(raw), runtime.settings.limits)
     ledger.alias = chat.model if chat.model in runtime.settings.models else ""
-    answer = await handle_chat(services, runtime, caller, chat, headers, ledger)
+    answer = await handle_chat(services, ChatCall(runtime, caller, chat, headers, ledger))
     meta = answer.meta
     if hits is not None and meta is not None and meta.cache == "hit" and answer.error is None:
         hits.learn(

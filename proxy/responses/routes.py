@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..answer import Answer, Ledger
-from ..pipeline import handle_chat
+from ..pipeline import ChatCall, handle_chat
 from ..respond import SSE_HEADERS, AnswerMeta
 from ..routes import AccountedEndpoint, admitted, services_of
 from ..services import Services
@@ -71,16 +71,9 @@ async def _create(services: Services, scope: Scope, receive: Receive, ledger: Le
     response_id = "resp_" + (ledger.request_id or new_id("r")[2:])
     keep = store if translation.echo["store"] else None
     reply = _Reply(translation, chat.model, response_id, keep, caller.key_hash, request)
-    answer = await handle_chat(
-        services,
-        runtime,
-        caller,
-        chat,
-        headers,
-        ledger,
-        native=request,
-        render=reply.json,  # a complete answer becomes the Response object straight from the completion
-    )
+    call = ChatCall(runtime, caller, chat, headers, ledger, native=request)
+    # a complete answer becomes the Response object straight from the completion
+    answer = await handle_chat(services, call, render=reply.json)
     if answer.response.status_code >= 400 or not chat.stream:  # an error as chat made it, or `reply.json`'s
         return answer
     return Answer(reply.events(answer), answer.meta)
