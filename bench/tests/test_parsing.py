@@ -219,3 +219,20 @@ def test_the_two_worker_ceiling_counts_the_upstream_and_wrk_on_the_same_cores() 
     }
     bounds = {t["target"].split(" ")[0]: t["bound"] for t in report.targets(results) if t["bound"]}
     assert bounds == {"(5w2)/(5)": "<= 1.33 (cores)", "(5)": ">= 0.40 (forwarder's)"}
+
+
+def test_the_two_worker_ceiling_is_not_capped_at_two() -> None:
+    """Two workers may spend less CPU per request than one (hits did): 1,000 req/s for one, 0.4 ms each
+    with two plus wrk's 0.04 ms leaves 2 cores room for 4,545 req/s, 4.55x, not 2x."""
+    results = {
+        "meta": {"cpus": 2},
+        "summary": {
+            "7": {"8": {"rps": 1000.0, "cpu_ms_per_req": 0.5}},
+            "7w2": {"8": {"rps": 2500.0, "cpu_ms_per_req": 0.4, "wrk_cores": 0.1}},
+        },
+        "ratios": {"(7w2)/(7)": {"8": 2.5}},
+        "added_p50_ms_c1": {},
+        "servers": {},
+    }
+    bounds = {t["target"].split(" ")[0]: t["bound"] for t in report.targets(results) if t["bound"]}
+    assert bounds == {"(7w2)/(7)": "<= 4.55 (cores)"}
