@@ -265,14 +265,15 @@ class LitellmTransport:
         key = dep.api_key or os.environ.get("OPENAI_API_KEY") or "unset"
         client = self._clients.get((base, key))
         if client is None:
-            import httpx2
+            import httpx
             import openai
 
             from .litellm_client import BoundedTransport
 
             transport = BoundedTransport(self.max_bytes, max_line=self.max_line)
-            http = httpx2.AsyncClient(transport=transport, timeout=dep.timeout)
-            client = openai.AsyncOpenAI(base_url=base, api_key=key, http_client=http, max_retries=0)
+            http = httpx.AsyncClient(transport=transport, timeout=dep.timeout)
+            # typed for httpx2 clients only; at run time the SDK takes httpx's too (as litellm's own do)
+            client = openai.AsyncOpenAI(base_url=base, api_key=key, http_client=http, max_retries=0)  # type: ignore[arg-type]
             self._clients[(base, key)] = client
         return client
 
